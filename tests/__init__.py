@@ -1,0 +1,1 @@
+"""Tests for opush; a package so that tests.support and tests.doubles import cleanly."""

@@ -1,0 +1,1 @@
+"""Test doubles of services that cannot run here (obm-sync, obm-locator)."""
