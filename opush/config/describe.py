@@ -41,7 +41,11 @@ def describe(config: Config) -> list[str]:
                 suffix = f" (from {origin})"
             else:
                 suffix = ""
-            lines.append(f"{cls.FILE}: {spec.key} = {shown}{suffix}")
+            if value is None:
+                # No "=": the log sanitizer would otherwise mask "(not set)" of a password.
+                lines.append(f"{cls.FILE}: {spec.key} (not set)")
+            else:
+                lines.append(f"{cls.FILE}: {spec.key} = {shown}{suffix}")
     for name, level in config.loggers:
         lines.append(f"logback.xml: logger {name} = {level}")
     return lines

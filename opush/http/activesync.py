@@ -226,6 +226,10 @@ class ActiveSyncResource(Resource):
         trace.command = trace.context.command = query.command
         trace.device = trace.context.device_id = query.device_id
         trace.version = version = self._version(query, request)
+        refusal = self.runtime.services.get("refuse_devices")
+        if refusal:
+            # Schema missing or too old (opush.storage.startup): console only until fixed.
+            raise HttpError(503, str(refusal), {"Retry-After": "300"})
 
         header = request.getHeader("Authorization")
         address = getattr(request.getClientAddress(), "host", "") or ""

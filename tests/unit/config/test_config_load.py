@@ -383,7 +383,7 @@ def test_describe_masks_passwords(tmp_path: Path) -> None:
     assert "opush.ini: password = *" in lines
     assert "cassandra.ini: cassandra.password = *" in lines
     assert "opush.ini: window-size = 50 (default)" in lines
-    assert "opush.ini: window-size.max = (not set)" in lines
+    assert "opush.ini: window-size.max (not set)" in lines
 
 
 def test_secret_values_never_quoted_in_errors(tmp_path: Path) -> None:

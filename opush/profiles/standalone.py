@@ -1,0 +1,40 @@
+"""The standalone profile: IMAP LOGIN is the authority, mail over IMAP/SMTP, devices in the
+state store (DESIGN.md "Config": `backend = standalone`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opush.backends.imap import ImapAuth, ImapMailBackend, ImapSettings
+from opush.backends.interfaces import ExpungePolicy
+from opush.config import Config
+from opush.profiles import Backends
+
+
+def imap_settings(config: Config, host: str | None = None) -> ImapSettings:
+    """mail_conf.ini's IMAP keys; `host` overrides imap.host (obm-locator in the obm profile)."""
+    mail = config.mail
+    return ImapSettings(
+        host=host or mail.imap_host or "localhost",
+        port=mail.imap_port,
+        starttls=mail.imap_activate_tls,
+        login_with_domain=mail.imap_login_with_domain,
+        timeout=mail.imap_timeout_in_ms / 1000.0,
+    )
+
+
+def mail_backend(config: Config, reactor: Any, settings: ImapSettings) -> ImapMailBackend:
+    mail = config.mail
+    return ImapMailBackend(
+        reactor,
+        settings,
+        drafts=mail.imap_mailbox_draft,
+        sent=mail.imap_mailbox_sent,
+        trash=mail.imap_mailbox_trash,
+        expunge_policy=ExpungePolicy(mail.imap_expunge_policy.value),
+    )
+
+
+def standalone_backends(config: Config, reactor: Any) -> Backends:
+    settings = imap_settings(config)
+    return Backends(auth=ImapAuth(reactor, settings), mail=mail_backend(config, reactor, settings))
