@@ -37,7 +37,10 @@ async def check_schema_at_startup(
         and summary.status is migration.SchemaStatus.NOT_INITIALIZED
     ):
         result = await migration.install(store, schema)
-        (log.info if result.success else log.error)("{message}", message=result.message)
+        if result.success:
+            log.info("Embedded schema version {version} installed", version=schema.latest)
+        else:
+            log.error("{message}", message=result.message)
         summary = await migration.get_status(store, schema)
     store_name = "Cassandra" if name == "cassandra" else "Embedded"
     message = migration.startup_message(summary, store_name)
@@ -46,6 +49,9 @@ async def check_schema_at_startup(
         log.emit(level, "{text}", text=text)
     if summary.serves_devices:
         runtime.services.pop(REFUSE_DEVICES, None)
+        purge = getattr(store, "purge_periodically", None)
+        if purge is not None:  # the embedded store emulates Cassandra's TTL
+            purge()
     else:
         runtime.services[REFUSE_DEVICES] = message[1] if message else "state store unavailable"
     return summary

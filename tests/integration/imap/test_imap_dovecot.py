@@ -1,0 +1,415 @@
+"""The IMAP backend against a real Dovecot: what the sync engine, folders and push rely on."""
+
+from __future__ import annotations
+
+import imaplib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+
+from opush.backends.imap import ImapAuth, ImapMailBackend, ImapMailStore, ImapSettings
+from opush.backends.interfaces import (
+    AuthenticationFailed,
+    Credentials,
+    MailBackendUnavailable,
+    MailboxEvent,
+    MailboxNotFound,
+    SearchQuery,
+    SpecialUse,
+    UserIdentity,
+)
+from tests.support.imap import CuttableProxy
+from tests.support.services import DOMAIN, PASSWORD, LocalServices
+
+pytestmark = pytest.mark.integration
+
+IMAP_HOST = LocalServices.__attrs_attrs__.host.default
+IMAP_PORT = LocalServices.__attrs_attrs__.imap_port.default
+Deliver = Callable[..., None]
+
+
+@pytest.fixture
+def deliver(dovecot: LocalServices) -> Deliver:
+    """deliver(to, subject, body="hello"): straight into Dovecot over LMTP."""
+
+    def send(to: str, subject: str, body: str = "hello\n") -> None:
+        dovecot.deliver(to, dovecot.message(to, subject, body))
+
+    return send
+
+
+def settings(port: int = IMAP_PORT, timeout: float = 5.0) -> ImapSettings:
+    return ImapSettings(host=IMAP_HOST, port=port, starttls=False, timeout=timeout)
+
+
+def credentials(address: str) -> Credentials:
+    login, _, domain = address.partition("@")
+    return Credentials(UserIdentity(login, domain, address), PASSWORD)
+
+
+@asynccontextmanager
+async def mailbox(address: str, port: int = IMAP_PORT, **options: Any) -> AsyncIterator[Any]:
+    backend = ImapMailBackend(reactor, settings(port), **options)
+    try:
+        yield backend.store(credentials(address))
+    finally:
+        await backend.shutdown()
+
+
+def other_client(address: str) -> imaplib.IMAP4:
+    """A second, independent IMAP client (another device or webmail)."""
+    client = imaplib.IMAP4(IMAP_HOST, IMAP_PORT)
+    client.login(address, PASSWORD)
+    return client
+
+
+# --------------------------------------------------------------------------- auth
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_ok_and_bad(dovecot: LocalServices) -> None:
+    auth = ImapAuth(reactor, settings())
+    who = await auth.authenticate(f"{DOMAIN}\\alice", PASSWORD)
+    assert (who.login, who.domain, who.email) == ("alice", DOMAIN, f"alice@{DOMAIN}")
+    with pytest.raises(AuthenticationFailed):
+        await auth.authenticate(f"alice@{DOMAIN}", "wrong")
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_down_is_retryable_not_bad_password(dovecot: LocalServices) -> None:
+    auth = ImapAuth(reactor, settings(port=1))  # nothing listens on port 1
+    with pytest.raises(MailBackendUnavailable):
+        await auth.authenticate(f"alice@{DOMAIN}", PASSWORD)
+
+
+# --------------------------------------------------------------------------- folders
+
+
+@pytest_twisted.ensureDeferred
+async def test_special_use_folders(fresh_user: str) -> None:
+    async with mailbox(fresh_user) as store:
+        folders = {f.special_use: f for f in await store.list_folders() if f.special_use}
+    assert folders[SpecialUse.INBOX].name == "INBOX"
+    assert folders[SpecialUse.SENT].name == "Sent"
+    assert folders[SpecialUse.DRAFTS].name == "Drafts"
+    assert folders[SpecialUse.TRASH].name == "Trash"
+    assert all(f.separator == "/" and f.subscribed for f in folders.values())
+
+
+@pytest_twisted.ensureDeferred
+async def test_create_rename_delete_non_ascii_folder(fresh_user: str) -> None:
+    async with mailbox(fresh_user) as store:
+        await store.create_folder("Été/Réunions & Co")
+        names = {f.name: f for f in await store.list_folders()}
+        assert names["Été/Réunions & Co"].subscribed
+        assert names["Été/Réunions & Co"].parent == "Été"
+        assert names["Été/Réunions & Co"].display_name == "Réunions & Co"
+        await store.rename_folder("Été/Réunions & Co", "Корзина 📬")
+        names = {f.name: f for f in await store.list_folders()}
+        assert "Корзина 📬" in names and names["Корзина 📬"].subscribed
+        assert "Été/Réunions & Co" not in names
+        await store.delete_folder("Корзина 📬")
+        assert "Корзина 📬" not in {f.name for f in await store.list_folders()}
+        with pytest.raises(MailboxNotFound):
+            await store.delete_folder("Корзина 📬")
+        with pytest.raises(MailboxNotFound):
+            await store.status("Nowhere")
+    # The wire name really is modified UTF-7 (another client sees the same folder).
+    async with mailbox(fresh_user) as store:
+        await store.create_folder("Café")
+    client = other_client(fresh_user)
+    try:
+        typ, data = client.list('""', '"Caf*"')
+        assert typ == "OK" and b"Caf&AOk-" in data[0]
+    finally:
+        client.logout()
+
+
+# --------------------------------------------------------------------------- change detection
+
+
+@pytest_twisted.ensureDeferred
+async def test_delivery_flag_change_and_expunge_detected_via_qresync(
+    fresh_user: str, deliver: Deliver
+) -> None:
+    async with mailbox(fresh_user) as store:
+        caps = await store.capabilities()
+        assert {"CONDSTORE", "QRESYNC", "IDLE", "MOVE", "UIDPLUS", "SPECIAL-USE"} <= caps
+        first = await store.changes_since("INBOX", None)
+        assert first.changed == () and first.method == "full"
+
+        deliver(fresh_user, "one")
+        deliver(fresh_user, "two")
+        new = await store.changes_since("INBOX", first.point)
+        assert new.method == "qresync"
+        assert [m.uid for m in new.changed] == [1, 2]
+        assert all(m.flags == frozenset() and m.internaldate for m in new.changed)
+
+        # Another client marks 1 read and expunges 2.
+        client = other_client(fresh_user)
+        try:
+            client.select("INBOX")
+            client.uid("STORE", "1", "+FLAGS", "(\\Seen)")
+            client.uid("STORE", "2", "+FLAGS", "(\\Deleted)")
+            client.expunge()
+        finally:
+            client.logout()
+        later = await store.changes_since("INBOX", new.point)
+        assert [(m.uid, m.flags) for m in later.changed] == [(1, frozenset({"\\Seen"}))]
+        assert later.vanished == {2}
+        assert later.point.highestmodseq is not None and new.point.highestmodseq is not None
+        assert later.point.highestmodseq > new.point.highestmodseq
+
+        quiet = await store.changes_since("INBOX", later.point)
+        assert quiet.changed == () and quiet.vanished == frozenset()
+
+        status = await store.status("INBOX")
+        assert (status.messages, status.unseen, status.uidnext) == (1, 0, 3)
+        assert status.highestmodseq == later.point.highestmodseq
+
+
+@pytest_twisted.ensureDeferred
+async def test_uidvalidity_change_reported(fresh_user: str) -> None:
+    async with mailbox(fresh_user) as store:
+        await store.create_folder("Work")
+        await store.append("Work", b"Subject: a\r\n\r\nx\r\n")
+        before = await store.changes_since("Work", None)
+        await store.delete_folder("Work")
+        await store.create_folder("Work")
+        await store.append("Work", b"Subject: b\r\n\r\ny\r\n")
+        after = await store.changes_since("Work", before.point)
+        if after.point.uidvalidity == before.point.uidvalidity:
+            pytest.skip("Dovecot reused the UIDVALIDITY within the same second")
+        assert after.uidvalidity_changed and [m.uid for m in after.changed] == [1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_diff_fallback_matches_qresync(fresh_user: str, deliver: Deliver) -> None:
+    """The snapshot diff (servers without CONDSTORE) finds the same changes."""
+    async with mailbox(fresh_user) as store:
+        for i in range(3):
+            deliver(fresh_user, f"m{i}")
+        start = await store.changes_since("INBOX", None)
+        known = {m.uid: m.flags for m in start.changed}
+        await store.set_flags("INBOX", [2], add=["\\Flagged"])
+        await store.delete("INBOX", [3], move_to_trash=False)
+        plain_point = type(start.point)(start.point.uidvalidity, start.point.uidnext, None)
+        # Force the no-CONDSTORE path by hiding HIGHESTMODSEQ from the point: CONDSTORE
+        # without a modseq in the point still needs the snapshot.
+        diff = await store.changes_since("INBOX", plain_point, known)
+        qres = await store.changes_since("INBOX", start.point, known)
+        assert [m.uid for m in qres.changed] == [2] and qres.vanished == {3}
+        assert diff.vanished == {3} and [m.uid for m in diff.changed] == [2]
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _multipart() -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Zoé <zoe@example.org>"
+    msg["To"] = "alice@example.org"
+    msg["Subject"] = "Réunion budget"
+    msg.set_content("Bonjour, voici le budget.\n")
+    msg.add_alternative("<p>Bonjour, voici le <b>budget</b>.</p>\n", subtype="html")
+    msg.add_attachment(
+        b"%PDF-1.4 " + b"x" * 2000, maintype="application", subtype="pdf", filename="budget.pdf"
+    )
+    return msg.as_bytes().replace(b"\n", b"\r\n")
+
+
+@pytest_twisted.ensureDeferred
+async def test_fetch_summaries_bodies_parts_and_partial(fresh_user: str, deliver: Deliver) -> None:
+    raw = _multipart()
+    async with mailbox(fresh_user) as store:
+        when = datetime(2026, 3, 5, 9, 8, 7, tzinfo=UTC)
+        uid = await store.append("INBOX", raw, ["\\Seen", "$Forwarded"], when)
+        assert uid == 1
+        deliver(fresh_user, "plain one")
+        (summary, plain) = await store.fetch_summaries("INBOX", [1, 2], headers=True)
+        assert plain.uid == 2 and plain.body is not None and plain.body.section == "1"
+        assert summary.flags == {"\\Seen", "$Forwarded"} and summary.internaldate == when
+        assert summary.size == len(raw)
+        assert summary.envelope is not None and summary.envelope.from_[0].email == "zoe@example.org"
+        assert summary.headers is not None and b"Subject:" in summary.headers
+        assert summary.body is not None
+        parts = {p.section: p for p in summary.body.walk() if p.type != "multipart"}
+        assert (parts["1.1"].subtype, parts["1.2"].subtype) == ("plain", "html")
+        assert parts["2"].disposition == "attachment"
+        assert parts["2"].disposition_params["filename"] == "budget.pdf"
+
+        assert await store.fetch_body("INBOX", 1) == raw
+        html = await store.fetch_body("INBOX", 1, "1.2")
+        assert b"<b>budget</b>" in html
+        assert await store.fetch_body("INBOX", 1, "", partial=(0, 5)) == raw[:5]
+        assert len(await store.fetch_body("INBOX", 1, "2", partial=(10, 100))) == 100
+        from opush.backends.interfaces import MessageNotFound, MessageTooLarge
+
+        with pytest.raises(MessageTooLarge):
+            await store.fetch_body("INBOX", 1, max_size=100)
+        with pytest.raises(MessageNotFound):
+            await store.fetch_body("INBOX", 99)
+        # fetching with PEEK kept the unread message unread
+        assert (await store.fetch_summaries("INBOX", [2]))[0].flags == frozenset()
+
+
+@pytest_twisted.ensureDeferred
+async def test_move_append_search_and_empty(fresh_user: str, deliver: Deliver) -> None:
+    async with mailbox(fresh_user) as store:
+        token = uuid.uuid4().hex
+        deliver(fresh_user, f"budget {token}")
+        deliver(fresh_user, "lunch", body="déjeuner à midi")
+        deliver(fresh_user, "other")
+        assert await store.search("INBOX", SearchQuery(text=token)) == [1]
+        assert await store.search("INBOX", SearchQuery(text="déjeuner")) == [2]
+        assert await store.search("INBOX", SearchQuery(since=date.today())) == [1, 2, 3]
+        assert await store.search("INBOX", SearchQuery(before=date(2000, 1, 1))) == []
+        everywhere = await store.search_folders(["INBOX", "Trash", "Gone"], SearchQuery(text=token))
+        assert everywhere == {"INBOX": [1], "Trash": []}
+
+        mapping = await store.move("INBOX", [1, 3], "Trash")
+        assert sorted(mapping) == [1, 3] and sorted(mapping.values()) == [1, 2]
+        assert await store.search("INBOX", SearchQuery()) == [2]
+        with pytest.raises(MailboxNotFound):
+            await store.move("INBOX", [2], "Nowhere")
+
+        await store.delete("INBOX", [2])  # DeletesAsMoves: to Trash
+        assert await store.search("Trash", SearchQuery()) == [1, 2, 3]
+        assert await store.search("INBOX", SearchQuery()) == []
+
+        uid = await store.append("Drafts", b"Subject: draft\r\n\r\nwip\r\n", ["\\Draft"])
+        assert uid == 1
+        await store.set_flags("Drafts", [1], add=["\\Seen", "$label1"], remove=["\\Draft"])
+        (draft,) = await store.fetch_summaries("Drafts", [1])
+        assert draft.flags == {"\\Seen", "$label1"}
+
+        await store.empty_folder("Trash")
+        assert (await store.status("Trash")).messages == 0
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@pytest_twisted.ensureDeferred
+async def test_connection_dropped_mid_command_then_reconnects(fresh_user: str) -> None:
+    proxy = CuttableProxy(IMAP_HOST, IMAP_PORT)
+    port = reactor.listenTCP(0, proxy, interface=IMAP_HOST)  # type: ignore[attr-defined]
+    try:
+        async with mailbox(fresh_user, port=port.getHost().port) as store:
+            await store.status("INBOX")  # a pooled session exists
+            proxy.stall()  # the server hangs in the middle of a write ...
+            pending = defer.ensureDeferred(store.create_folder("Projects"))
+            await _turn()
+            assert not pending.called
+            proxy.cut()  # ... and then the connection dies
+            with pytest.raises(MailBackendUnavailable):
+                await pending
+            assert (await store.status("INBOX")).messages == 0  # next call reconnects
+
+            proxy.stall()  # the same with a read: retried once on a fresh session
+            pending_read = defer.ensureDeferred(store.status("INBOX"))
+            await _turn()
+            proxy.cut()
+            assert (await pending_read).messages == 0
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_stalled_server_times_out_retryably(fresh_user: str) -> None:
+    proxy = CuttableProxy(IMAP_HOST, IMAP_PORT)
+    port = reactor.listenTCP(0, proxy, interface=IMAP_HOST)  # type: ignore[attr-defined]
+    try:
+        async with mailbox(fresh_user, port=port.getHost().port) as store:
+            await store.list_folders()
+            # imap.timeoutInMs=300 for the pooled session only: a loaded machine must not
+            # make the reconnection below time out too.
+            (conn,) = list(store.backend.pool._key_of)
+            conn.timeout = 0.3
+            proxy.stall()
+            with pytest.raises(MailBackendUnavailable, match="timed out"):
+                await store.create_folder("Projects")
+            assert await store.list_folders()  # a fresh session
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_session_kicked_by_server_is_replaced(
+    fresh_user: str, dovecot: LocalServices
+) -> None:
+    async with mailbox(fresh_user) as store:
+        await store.status("INBOX")
+        assert isinstance(store, ImapMailStore)
+        pool = store.backend.pool
+        assert pool.total == 1
+        dovecot.kick(fresh_user)  # doveadm kick: Dovecot ends the session
+        for _ in range(100):
+            if pool.total == 0:
+                break
+            await _turn(0.02)
+        assert pool.total == 0  # the pool noticed on its own
+        assert (await store.status("INBOX")).messages == 0  # and reconnects on next use
+
+
+async def _turn(seconds: float = 0.05) -> None:
+    d: defer.Deferred[None] = defer.Deferred()
+    reactor.callLater(seconds, d.callback, None)  # type: ignore[attr-defined]
+    await d
+
+
+# --------------------------------------------------------------------------- push
+
+
+async def _next_event(events: defer.DeferredQueue[MailboxEvent]) -> Any:
+    d = events.get()
+    d.addTimeout(10.0, reactor)
+    return await d
+
+
+@pytest.mark.parametrize("use_notify", [True, False], ids=["notify", "idle"])
+@pytest_twisted.ensureDeferred
+async def test_watch_wakes_on_delivery_and_append(
+    fresh_user: str, use_notify: bool, deliver: Deliver
+) -> None:
+    events: defer.DeferredQueue[MailboxEvent] = defer.DeferredQueue()
+    async with mailbox(fresh_user, use_notify=use_notify) as store:
+        watch = await store.watch(["INBOX", "Sent"], events.put)
+        try:
+            deliver(fresh_user, "push me")
+            event = await _next_event(events)
+            assert event.folder == "INBOX"
+            while events.pending:
+                events.pending.pop()
+            await store.append("Sent", b"Subject: s\r\n\r\nx\r\n")
+            folders = set()
+            while "Sent" not in folders:
+                folders.add((await _next_event(events)).folder)
+        finally:
+            await watch.stop()
+        # The watch gave its session back in a usable state.
+        assert (await store.status("INBOX")).messages == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_reused_session_sees_mail_delivered_meanwhile(
+    fresh_user: str, deliver: Deliver
+) -> None:
+    """A pooled session keeps INBOX selected; its view must not hide new mail."""
+    async with mailbox(fresh_user) as store:
+        deliver(fresh_user, "first")
+        start = await store.changes_since("INBOX", None)  # selects INBOX
+        deliver(fresh_user, "second")
+        assert (await store.status("INBOX")).messages == 2
+        assert b"second" in await store.fetch_body("INBOX", 2)
+        deliver(fresh_user, "third")
+        changes = await store.changes_since("INBOX", start.point)
+        assert [m.uid for m in changes.changed] == [2, 3]
+        assert await store.search("INBOX", SearchQuery(text="third")) == [3]
