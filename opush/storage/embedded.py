@@ -78,8 +78,8 @@ class EmbeddedStore:
         self.path = path
         self._reactor: Any = cast(Any, reactor if reactor is not None else _global_reactor)
         self._clock: Any = clock if clock is not None else self._reactor
+        # Started on first use: building a store (twistd's makeService) starts no thread.
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="opush-sqlite")
-        self._pool.start()
         self._closed = False
         # A store nobody closed must not keep the process alive after the reactor stops.
         self._shutdown_trigger = self._reactor.addSystemEventTrigger(
@@ -130,6 +130,8 @@ class EmbeddedStore:
     def _defer(self, work: Callable[[], _T]) -> Deferred[_T]:
         if self._closed:
             return fail(StorageError(f"embedded store {self.path} is closed"))
+        if not self._pool.started:
+            self._pool.start()
         return deferToThreadPool(self._reactor, self._pool, work)
 
     def _stop_pool(self) -> None:
@@ -141,6 +143,10 @@ class EmbeddedStore:
         """Finish queued work, close the file, stop the worker thread. Idempotent."""
         if self._closed:
             return succeed(None)
+        if not self._pool.started:
+            self._closed = True
+            self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            return succeed(None)
         if self._purge is not None and self._purge.running:
             self._purge.stop()
 
@@ -149,7 +155,7 @@ class EmbeddedStore:
                 self._conn.close()
                 self._conn = None
 
-        d = deferToThreadPool(self._reactor, self._pool, closing)
+        d = self._defer(closing)
         self._closed = True
 
         def stop(result: object) -> object:
