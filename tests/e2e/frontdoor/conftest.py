@@ -3,14 +3,11 @@ and IMAP LOGIN against the local Dovecot, for the pyactivesync end-to-end tests.
 
 from __future__ import annotations
 
-import socket
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import attrs
-import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
@@ -19,28 +16,8 @@ from opush.backends.imap.pool import ImapSettings
 from opush.http.site import make_site
 from opush.runtime import FrontDoorSettings, Runtime
 from opush.storage.embedded import EmbeddedStore
+from tests.support.services import LocalServices
 from tests.support.storage import embedded_store
-
-IMAP = ("127.0.0.1", 1143)
-REPO = Path(__file__).resolve().parents[3]
-
-
-def _listening(address: tuple[str, int]) -> bool:
-    try:
-        with socket.create_connection(address, timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session")
-def dovecot() -> tuple[str, int]:
-    """Dovecot IMAP with the demo users, started through scripts/start-services if needed."""
-    if not _listening(IMAP):
-        subprocess.run([str(REPO / "scripts" / "start-services"), "dovecot"], check=False)
-    if not _listening(IMAP):
-        pytest.fail("Dovecot is not listening on 127.0.0.1:1143 (scripts/start-services dovecot)")
-    return IMAP
 
 
 @attrs.define
@@ -59,11 +36,14 @@ class Server:
 
 
 @pytest_twisted.async_yield_fixture
-async def frontdoor(tmp_path: Path, dovecot: tuple[str, int]) -> AsyncIterator[Server]:
+async def frontdoor(tmp_path: Path, dovecot: LocalServices) -> AsyncIterator[Server]:
     r: Any = reactor
     store = await embedded_store(tmp_path, clock=r)
     auth = ImapAuth(
-        r, ImapSettings(host=dovecot[0], port=dovecot[1], starttls=False, login_with_domain=True)
+        r,
+        ImapSettings(
+            host="127.0.0.1", port=dovecot.imap_port, starttls=False, login_with_domain=True
+        ),
     )
     runtime = Runtime(
         clock=r,
