@@ -3,7 +3,6 @@ OBM's PostgreSQL tables for devices, calendars and contacts through obm-sync."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from opush.config import Config
@@ -11,9 +10,13 @@ from opush.profiles import Backends
 
 
 def obm_backends(config: Config, reactor: Any) -> Backends:
-    # Until the obm-sync client lands, refuse clearly at startup rather than half-serve.
-    sys.stderr.write(
-        "opush: opush.ini: key 'backend': the obm profile is not available in this build; "
-        "use backend = standalone\n"
+    from opush.backends.obmsync.profile import build
+
+    parts = build(config, reactor)
+    return Backends(
+        auth=parts["auth"],
+        mail=parts["mail"],
+        devices=parts["devices"],
+        services=parts["services"],
+        closeables=parts["closeables"],
     )
-    raise SystemExit(1)

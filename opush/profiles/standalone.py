@@ -36,5 +36,11 @@ def mail_backend(config: Config, reactor: Any, settings: ImapSettings) -> ImapMa
 
 
 def standalone_backends(config: Config, reactor: Any) -> Backends:
+    from opush.backends.smtp import SmtpClient, settings_from_config
+
     settings = imap_settings(config)
-    return Backends(auth=ImapAuth(reactor, settings), mail=mail_backend(config, reactor, settings))
+    return Backends(
+        auth=ImapAuth(reactor, settings),
+        mail=mail_backend(config, reactor, settings),
+        services={"smtp": SmtpClient(reactor, settings_from_config(config))},
+    )

@@ -21,6 +21,7 @@ here: OBM's tables have no expiry, and obm-ui manages them.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 from collections.abc import Callable, Coroutine
@@ -67,6 +68,8 @@ class DatabaseSettings:
     connect_timeout: int = 10
     ssl: bool = False
     ssl_non_validating: bool = False
+    #: transaction-timeout (opush.ini): a statement running longer is cancelled.
+    statement_timeout_seconds: float | None = None
 
     def connect_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {
@@ -79,6 +82,8 @@ class DatabaseSettings:
         }
         if self.password:
             kw["password"] = self.password
+        if self.statement_timeout_seconds:
+            kw["options"] = f"-c statement_timeout={int(self.statement_timeout_seconds * 1000)}"
         if self.ssl:
             kw["sslmode"] = "require" if self.ssl_non_validating else "verify-full"
         return kw
@@ -146,8 +151,11 @@ class ObmDatabase:
             conn = self._idle.pop() if self._idle else await self._connect()
             try:
                 with watch("SQL"):
+                    # txpostgres calls back from the reactor: keep the request's
+                    # context (log line prefix, breakdown) for the interaction.
+                    ctx = contextvars.copy_context()
                     result: T = await conn.runInteraction(
-                        lambda cur: Deferred.fromCoroutine(fn(cur))
+                        lambda cur: ctx.run(Deferred.fromCoroutine, fn(cur))
                     )
             except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
                 _close_quietly(conn)

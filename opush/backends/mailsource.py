@@ -1,0 +1,521 @@
+"""The sync engine's view of one IMAP folder: `MailItemSource` (an ``opush.sync.ItemSource``).
+
+Item ids are IMAP UIDs (as strings); ServerId = ``collectionId:uid``.
+
+Change detection (``changes``) goes through ``MailStore.changes_since`` and picks the cheapest
+way the server allows, decided once at the first listing from CAPABILITY and kept in the
+cursor (RFC 7162):
+
+- ``qresync``: the cursor is UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ only; nothing changed = one
+  STATUS; changes = ``UID FETCH 1:* (FLAGS) (CHANGEDSINCE m VANISHED)``.  Size-independent.
+- ``condstore`` (no QRESYNC): the cursor also keeps the UID set (ranges) to find expunges.
+- ``diff`` (neither): the cursor keeps a flag snapshot (UIDs grouped by flag set, as ranges),
+  diffed against ``UID FETCH 1:* FLAGS``; the UIDNEXT check makes new mail cheap to spot.
+
+Messages flagged ``\\Deleted`` (imap.expungePolicy NEVER) count as gone.
+
+Rendering (``render``) is the content converter's fast path: one ``UID FETCH`` of ENVELOPE,
+BODYSTRUCTURE and the header for the window, then one ``UID FETCH`` per distinct fetch plan
+of the first bytes of the text parts (``opush.content.email.fetch_plan``); the message is
+never downloaded whole unless MIME was asked.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any, cast
+
+from lxml import etree
+from lxml.etree import _Element
+
+from opush.backends.interfaces import (
+    BodyPart,
+    MailError,
+    MailStore,
+    MessageFlags,
+    MessageNotFound,
+    MessageSummary,
+    SyncPoint,
+)
+from opush.content.email import (
+    EmailOptions,
+    MailFlags,
+    MessageRef,
+    PartialMessage,
+    PartInfo,
+    email_application_data,
+    fetch_plan,
+    parse_options,
+)
+from opush.content.email.headers import decode_words
+from opush.log import logger, watch
+from opush.sync.ids import IdSet
+from opush.sync.interfaces import (
+    ClientChangeResult,
+    Json,
+    RenderRequest,
+    SourceChanges,
+    SourceItem,
+)
+from opush.wbxml import ns
+
+log = logger("opush.backends.mailsource")
+
+EMAIL = ns.EMAIL
+AIRSYNCBASE = ns.AIRSYNCBASE
+
+# Sync per-command statuses (MS-ASCMD 2.2.3.177.17).
+OK = 1
+CONVERSION_ERROR = 6
+NOT_FOUND = 8
+
+#: IMAP flags that are not categories.
+_NOT_CATEGORIES = {
+    "$forwarded",
+    "$mdnsent",
+    "$junk",
+    "$notjunk",
+    "junk",
+    "nonjunk",
+    "notjunk",
+    "$phishing",
+    "$submitpending",
+    "$submitted",
+}
+
+
+def categories_of(flags: Iterable[str]) -> list[str]:
+    """IMAP keywords shown to the device as Categories (MS-ASEMAIL 2.2.2.14)."""
+    return sorted(f for f in flags if not f.startswith("\\") and f.lower() not in _NOT_CATEGORIES)
+
+
+def _local(el: _Element) -> str:
+    tag = el.tag
+    return etree.QName(tag).localname if isinstance(tag, str) else ""
+
+
+def _child(el: _Element, name: str) -> _Element | None:
+    for c in el:
+        if _local(c) == name:
+            return c
+    return None
+
+
+def email_options(options: Sequence[_Element]) -> EmailOptions:
+    """The Email Options among a collection's Options (14.0+ may send one per Class)."""
+    for opt in options:
+        cls = _child(opt, "Class")
+        if cls is None or (cls.text or "").strip() in ("Email", ""):
+            return parse_options(opt)
+    return parse_options(None)
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def parts_from_bodypart(root: BodyPart | None) -> list[PartInfo]:
+    """Leaves of the IMAP BODYSTRUCTURE (``BodyPart`` tree) as the converter's PartInfo.
+
+    A message/rfc822 attachment is one leaf (the converter does not look inside)."""
+    out: list[PartInfo] = []
+    if root is None:
+        return out
+
+    def walk(node: BodyPart, related: bool, alternative: bool) -> None:
+        if node.type == "multipart":
+            for child in node.children:
+                walk(child, related or node.subtype == "related", node.subtype == "alternative")
+            return
+        params = {k.lower(): decode_words(v).strip() for k, v in node.params.items()}
+        disp = {k.lower(): decode_words(v).strip() for k, v in node.disposition_params.items()}
+        filename = disp.get("filename") or params.get("name")
+        subject = None
+        if node.envelope is not None and node.envelope.subject:
+            subject = decode_words(node.envelope.subject)
+        cid = (node.id or "").strip().strip("<>").strip() or None
+        out.append(
+            PartInfo(
+                path=node.section or "1",
+                content_type=f"{node.type}/{node.subtype}",
+                params=params,
+                encoding=node.encoding or "7bit",
+                size=node.size or 0,
+                disposition=node.disposition,
+                filename=filename.replace("/", "_").replace("\\", "_") if filename else None,
+                content_id=cid,
+                content_location=node.location,
+                in_related=related,
+                in_alternative=alternative,
+                embedded_subject=subject,
+            )
+        )
+
+    walk(root, False, False)
+    return out
+
+
+# --------------------------------------------------------------------------- cursor codec
+
+
+def _flag_key(flags: Iterable[str]) -> str:
+    return " ".join(sorted(flags))
+
+
+def _encode_snapshot(snapshot: Mapping[int, frozenset[str]]) -> dict[str, list[str]]:
+    groups: dict[str, IdSet] = {}
+    for uid, flags in snapshot.items():
+        groups.setdefault(_flag_key(flags), IdSet()).add(str(uid))
+    return {k: v.encode() for k, v in groups.items()}
+
+
+def _decode_snapshot(data: Mapping[str, list[str]]) -> dict[int, frozenset[str]]:
+    out: dict[int, frozenset[str]] = {}
+    for key, ranges in data.items():
+        flags = frozenset(key.split()) if key else frozenset()
+        for uid in IdSet.decode(ranges):
+            out[int(uid)] = flags
+    return out
+
+
+def _deleted(m: MessageFlags) -> bool:
+    return any(f.lower() == "\\deleted" for f in m.flags)
+
+
+# --------------------------------------------------------------------------- the source
+
+
+class MailItemSource:
+    """One IMAP folder as an ``ItemSource``.
+
+    ``drafts``: this folder is the Drafts folder (16.x Add/Change of drafts, MS-ASCMD
+    2.2.3.7.2).  ``user_addresses``: the user's addresses (ReceivedAsBcc).
+    """
+
+    item_class = "Email"
+
+    def __init__(
+        self,
+        store: MailStore,
+        folder: str,
+        *,
+        drafts: bool = False,
+        user_addresses: Sequence[str] = (),
+        from_address: str | None = None,
+    ) -> None:
+        self.store = store
+        self.folder = folder
+        self.drafts = drafts
+        self.user_addresses = tuple(user_addresses)
+        self.from_address = from_address
+
+    # ------------------------------------------------------------------ changes
+
+    async def _mode(self) -> str:
+        caps = await self.store.capabilities()
+        if "QRESYNC" in caps:
+            return "qresync"
+        if "CONDSTORE" in caps:
+            return "condstore"
+        return "diff"
+
+    async def changes(self, cursor: Json | None) -> SourceChanges:
+        with watch("EMAIL"):
+            if cursor is None:
+                return await self._listing()
+            return await self._since(cursor)
+
+    async def _listing(self) -> SourceChanges:
+        mode = await self._mode()
+        fc = await self.store.changes_since(self.folder, None)
+        live = [m for m in fc.changed if not _deleted(m)]
+        cursor = self._cursor(mode, fc.point, {m.uid: m.flags for m in live})
+        return SourceChanges(
+            cursor=cursor,
+            changed=tuple(SourceItem(str(m.uid), m.internaldate) for m in live),
+            complete=True,
+        )
+
+    def _cursor(
+        self, mode: str, point: SyncPoint, snapshot: Mapping[int, frozenset[str]]
+    ) -> dict[str, Any]:
+        cursor: dict[str, Any] = {
+            "mode": mode,
+            "uidvalidity": point.uidvalidity,
+            "uidnext": point.uidnext,
+            "modseq": point.highestmodseq,
+        }
+        if mode == "condstore":
+            cursor["uids"] = IdSet(str(u) for u in snapshot).encode()
+        elif mode == "diff":
+            cursor["flags"] = _encode_snapshot(snapshot)
+        return cursor
+
+    async def _since(self, cursor: Json) -> SourceChanges:
+        mode = str(cursor.get("mode") or "qresync")
+        point = SyncPoint(
+            uidvalidity=int(cursor["uidvalidity"]),
+            uidnext=int(cursor["uidnext"]),
+            highestmodseq=cursor.get("modseq"),
+        )
+        snapshot: dict[int, frozenset[str]] = {}
+        known: Mapping[int, frozenset[str]] | None = None
+        if mode == "condstore":
+            snapshot = {int(u): frozenset() for u in IdSet.decode(cursor.get("uids"))}
+            known = snapshot
+        elif mode == "diff":
+            snapshot = _decode_snapshot(cursor.get("flags") or {})
+            known = snapshot
+        fc = await self.store.changes_since(self.folder, point, known)
+        if fc.uidvalidity_changed:
+            return SourceChanges(cursor=dict(cursor), reset=True)
+        gone = {str(u) for u in fc.vanished}
+        changed: list[SourceItem] = []
+        for m in fc.changed:
+            if _deleted(m):
+                gone.add(str(m.uid))
+                snapshot.pop(m.uid, None)
+                continue
+            changed.append(SourceItem(str(m.uid), m.internaldate))
+            if mode != "qresync":
+                snapshot[m.uid] = m.flags if mode == "diff" else frozenset()
+        for u in fc.vanished:
+            snapshot.pop(u, None)
+        if not changed and not gone and fc.point == point:
+            return SourceChanges(cursor=dict(cursor))
+        return SourceChanges(
+            cursor=self._cursor(mode, fc.point, snapshot),
+            changed=tuple(changed),
+            gone=frozenset(gone),
+        )
+
+    # ------------------------------------------------------------------ rendering
+
+    async def render(
+        self, item_ids: Sequence[str], request: RenderRequest
+    ) -> dict[str, list[_Element]]:
+        uids = [int(i) for i in item_ids if i.isdigit()]
+        if not uids:
+            return {}
+        options = email_options(request.options)
+        with watch("EMAIL"):
+            summaries = await self.store.fetch_summaries(self.folder, uids, headers=True)
+            plans: dict[int, dict[str, int | None]] = {}
+            parts_of: dict[int, list[PartInfo]] = {}
+            for s in summaries:
+                parts = parts_from_bodypart(s.body)
+                parts_of[s.uid] = parts
+                plans[s.uid] = fetch_plan(parts, options, request.version)
+            fetched = await fetch_sections(self.store, self.folder, plans)
+        out: dict[str, list[_Element]] = {}
+        for s in summaries:
+            if any(f.lower() == "\\deleted" for f in s.flags):
+                continue
+            texts = fetched.get(s.uid, {})
+            message = PartialMessage(
+                headers=s.headers or b"",
+                parts=parts_of[s.uid],
+                size=s.size or 0,
+                texts={k: v for k, v in texts.items() if k != ""},
+                mime=texts.get(""),
+            )
+            out[str(s.uid)] = email_application_data(
+                message,
+                ref=MessageRef(str(request.collection_id), s.uid),
+                flags=MailFlags.from_imap(s.flags),
+                categories=categories_of(s.flags),
+                internaldate=s.internaldate,
+                options=options,
+                version=request.version,
+                user_addresses=self.user_addresses,
+            )
+        return out
+
+    # ------------------------------------------------------------------ client commands
+
+    async def apply_change(
+        self, item_id: str, data: _Element, request: RenderRequest
+    ) -> ClientChangeResult:
+        uid = int(item_id)
+        if self.drafts and request.version >= (16, 0) and _is_draft_content(data):
+            return await self._replace_draft(uid, data)
+        add: set[str] = set()
+        remove: set[str] = set()
+        read = _child(data, "Read")
+        if read is not None:
+            (add if (read.text or "").strip() == "1" else remove).add("\\Seen")
+        flag = _child(data, "Flag")
+        if flag is not None:
+            # MS-ASEMAIL 2.2.2.35 Flag: empty = cleared; Status 0 cleared, 1 complete,
+            # 2 active.  IMAP keeps only "flagged"; the dates are not stored (see report).
+            status = _child(flag, "Status")
+            active = status is not None and (status.text or "").strip() == "2"
+            (add if active else remove).add("\\Flagged")
+        cats = _child(data, "Categories")
+        if cats is not None:
+            wanted = {(c.text or "").strip() for c in cats if _local(c) == "Category" and c.text}
+            valid = {c for c in wanted if _is_atom(c)}
+            current = await self.store.fetch_summaries(self.folder, [uid])
+            if not current:
+                return ClientChangeResult(NOT_FOUND)
+            have = set(categories_of(current[0].flags))
+            add |= valid - have
+            remove |= have - valid
+        try:
+            await self.store.set_flags(self.folder, [uid], add=add, remove=remove)
+        except MessageNotFound:
+            return ClientChangeResult(NOT_FOUND)
+        except MailError as e:
+            log.warn("flag change of {uid} refused: {error}", uid=uid, error=e)
+            return ClientChangeResult(CONVERSION_ERROR)
+        return ClientChangeResult(OK)
+
+    async def apply_add(
+        self, client_id: str, data: _Element, request: RenderRequest
+    ) -> ClientChangeResult:
+        # MS-ASCMD 2.2.3.7.2: mail Adds only in Drafts, from 16.0 on.
+        if not (self.drafts and request.version >= (16, 0)):
+            return ClientChangeResult(CONVERSION_ERROR)
+        uid = await self._append_draft(data)
+        if uid is None:
+            return ClientChangeResult(CONVERSION_ERROR)
+        return ClientChangeResult(OK, str(uid))
+
+    async def apply_delete(self, item_ids: Sequence[str], move_to_trash: bool) -> None:
+        uids = [int(i) for i in item_ids if i.isdigit()]
+        if uids:
+            await self.store.delete(self.folder, uids, move_to_trash=move_to_trash)
+
+    # ------------------------------------------------------------------ drafts (16.x)
+
+    async def _append_draft(self, data: _Element) -> int | None:
+        message = draft_message(data, self.from_address)
+        try:
+            return await self.store.append(
+                self.folder, message, flags=("\\Draft", "\\Seen"), date=datetime.now(UTC)
+            )
+        except MailError as e:
+            log.warn("draft APPEND refused: {error}", error=e)
+            return None
+
+    async def _replace_draft(self, uid: int, data: _Element) -> ClientChangeResult:
+        """A draft changes as a whole: APPEND the new version, expunge the old one.  The
+        new uid reaches the device as an Add (and the old ServerId as a Delete) next."""
+        new = await self._append_draft(data)
+        if new is None:
+            return ClientChangeResult(CONVERSION_ERROR)
+        await self.store.delete(self.folder, [uid], move_to_trash=False)
+        return ClientChangeResult(OK, str(new))
+
+
+def _is_atom(value: str) -> bool:
+    specials = set('(){ %*"\\]')
+    return bool(value) and all(0x20 < ord(c) < 0x7F and c not in specials for c in value)
+
+
+def _is_draft_content(data: _Element) -> bool:
+    return any(_local(c) in ("To", "Subject", "Body", "Cc", "Bcc") for c in data)
+
+
+def draft_message(data: _Element, from_address: str | None) -> bytes:
+    """MIME for a 16.x draft from its ApplicationData (MS-ASEMAIL To/Cc/Bcc/Subject/
+    Importance, AirSyncBase Body Type 1 or 2)."""
+    msg = EmailMessage(policy=email.policy.SMTP)
+    for tag, header in (("To", "To"), ("Cc", "Cc"), ("Bcc", "Bcc"), ("Subject", "Subject")):
+        el = _child(data, tag)
+        if el is not None and (el.text or "").strip():
+            msg[header] = (el.text or "").strip()
+    if from_address:
+        msg["From"] = from_address
+    msg["Date"] = email.utils.formatdate(localtime=False)
+    msg["Message-ID"] = email.utils.make_msgid()
+    importance = _child(data, "Importance")
+    if importance is not None and (importance.text or "").strip() in ("0", "2"):
+        msg["Importance"] = "low" if (importance.text or "").strip() == "0" else "high"
+    body = _child(data, "Body")
+    text, subtype = "", "plain"
+    if body is not None:
+        btype = _child(body, "Type")
+        bdata = _child(body, "Data")
+        text = (bdata.text or "") if bdata is not None else ""
+        if btype is not None and (btype.text or "").strip() == "2":
+            subtype = "html"
+    msg.set_content(text, subtype=subtype, charset="utf-8")
+    return msg.as_bytes()
+
+
+# --------------------------------------------------------------------------- batched fetch
+
+
+async def fetch_sections(
+    store: MailStore, folder: str, plans: Mapping[int, Mapping[str, int | None]]
+) -> dict[int, dict[str, bytes]]:
+    """``BODY.PEEK[<section>]<0.N>`` for many messages: one UID FETCH per distinct plan on
+    the IMAP store (a window of 100 mails is usually one command), else one fetch_body each."""
+    out: dict[int, dict[str, bytes]] = {}
+    wanted = {uid: dict(plan) for uid, plan in plans.items() if plan}
+    if not wanted:
+        return out
+    batched = getattr(store, "fetch_sections_batch", None)
+    if batched is not None:
+        return cast(dict[int, dict[str, bytes]], await batched(folder, wanted))
+    from opush.backends.imap.store import ImapMailStore
+
+    if isinstance(store, ImapMailStore):
+        return await _imap_batch(store, folder, wanted)
+    for uid, plan in wanted.items():
+        got: dict[str, bytes] = {}
+        for section, size in plan.items():
+            try:
+                got[section] = await store.fetch_body(
+                    folder, uid, section, partial=(0, size) if size is not None else None
+                )
+            except MessageNotFound:
+                break
+        out[uid] = got
+    return out
+
+
+async def _imap_batch(
+    store: Any, folder: str, wanted: Mapping[int, Mapping[str, int | None]]
+) -> dict[int, dict[str, bytes]]:
+    """Grouped UID FETCH over one pooled session (uses the IMAP store's session helpers)."""
+    from opush.backends.imap.store import _chunks
+
+    groups: dict[tuple[tuple[str, int | None], ...], list[int]] = {}
+    for uid, plan in wanted.items():
+        groups.setdefault(tuple(sorted(plan.items(), key=lambda kv: kv[0])), []).append(uid)
+
+    async def run(conn: Any) -> dict[int, dict[str, bytes]]:
+        await store._select(conn, folder)
+        out: dict[int, dict[str, bytes]] = {}
+        for spec, uids in groups.items():
+            items = ["UID"]
+            for section, size in spec:
+                item = f"BODY.PEEK[{section}]"
+                if size is not None:
+                    item += f"<0.{max(1, size)}>"
+                items.append(item)
+            request = ("(" + " ".join(items) + ")").encode()
+            for chunk in _chunks(sorted(uids)):
+                fetched, _ = await store._uid_fetch(conn, chunk, request)
+                for uid, item_map in fetched.items():
+                    got = out.setdefault(uid, {})
+                    for section, _size in spec:
+                        value = item_map.get(f"BODY[{section.upper()}]")
+                        if isinstance(value, bytes):
+                            got[section] = value
+                        elif isinstance(value, str):
+                            got[section] = value.encode("utf-8", "surrogateescape")
+                        elif value is None and f"BODY[{section.upper()}]" in item_map:
+                            got[section] = b""
+        return out
+
+    return cast(dict[int, dict[str, bytes]], await store._with(run, idempotent=True))
+
+
+def summary_flags(summary: MessageSummary) -> MailFlags:
+    return MailFlags.from_imap(summary.flags)

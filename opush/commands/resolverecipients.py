@@ -1,0 +1,136 @@
+"""ResolveRecipients (MS-ASCMD 2.2.1.14): who is behind the names a user typed, from the GAL.
+
+Each ``To`` (a name or an address) is looked up in the directory (``opush.backends.ldap``):
+
+- an entry whose address is exactly the text, or a single match: Status 1 with it;
+- several matches: Status 2 (ambiguous) with up to MaxAmbiguousRecipients suggestions
+  (default 19, MS-ASCMD 2.2.3.96);
+- none (or no directory configured): Status 4, RecipientCount 0.
+
+Recipients are Type 1 (GAL, 2.2.3.185.1).  We keep no certificates, free/busy or pictures, so
+when the device asks for them each recipient says so with the spec's statuses:
+Certificates Status 7 (no valid certificate, 2.2.3.177.14), Availability Status 163
+(availability failure, 2.2.2 common statuses), Picture Status 173 (no picture, 14.1+).
+Response Status values (2.2.3.177.14): 1 success, 2 ambiguous (suggestions), 4 not resolved;
+ResolveRecipients Status 5 protocol error (no To, more than 100), 6 server error (the
+directory failed).
+"""
+
+from __future__ import annotations
+
+from lxml.etree import _Element
+
+from opush.backends.ldap import DirectoryEntry, DirectoryUnavailable, directory_for
+from opush.commands.context import CommandContext, CommandResult
+from opush.http.errors import EasStatusError
+from opush.log import logger
+from opush.wbxml import E, ns
+
+log = logger("opush.commands.resolverecipients")
+
+R = ns.RESOLVERECIPIENTS
+
+SUCCESS = 1
+AMBIGUOUS = 2
+NOT_RESOLVED = 4
+PROTOCOL_ERROR = 5
+SERVER_ERROR = 6
+
+MAX_TO = 100
+DEFAULT_MAX_AMBIGUOUS = 19
+TYPE_GAL = 1
+NO_VALID_CERTIFICATE = 7
+AVAILABILITY_FAILURE = 163
+NO_PICTURE = 173
+
+
+def _q(tag: str) -> str:
+    return f"{{{R}}}{tag}"
+
+
+def _text(el: _Element | None) -> str | None:
+    if el is None or el.text is None:
+        return None
+    return el.text.strip()
+
+
+def _int(el: _Element | None, default: int) -> int:
+    text = _text(el)
+    return int(text) if text is not None and text.isdigit() else default
+
+
+def choose(typed: str, entries: list[DirectoryEntry]) -> tuple[int, list[DirectoryEntry]]:
+    """The resolution status and the recipients to list for one ``To``."""
+    usable = [e for e in entries if e.email]
+    exact = [e for e in usable if (e.email or "").lower() == typed.strip().lower()]
+    if exact:
+        return SUCCESS, exact[:1]
+    if len(usable) == 1:
+        return SUCCESS, usable
+    if usable:
+        return AMBIGUOUS, usable
+    return NOT_RESOLVED, []
+
+
+def _recipient(
+    entry: DirectoryEntry, certificates: int, availability: bool, picture: bool
+) -> _Element:
+    out = E(
+        R,
+        "Recipient",
+        E(R, "Type", text=TYPE_GAL),
+        E(R, "DisplayName", text=entry.display_name or entry.email or ""),
+        E(R, "EmailAddress", text=entry.email or ""),
+    )
+    if availability:
+        out.append(E(R, "Availability", E(R, "Status", text=AVAILABILITY_FAILURE)))
+    if certificates in (2, 3):
+        out.append(
+            E(
+                R,
+                "Certificates",
+                E(R, "Status", text=NO_VALID_CERTIFICATE),
+                E(R, "CertificateCount", text=0),
+            )
+        )
+    if picture:
+        out.append(E(R, "Picture", E(R, "Status", text=NO_PICTURE)))
+    return out
+
+
+async def handle(ctx: CommandContext, request: _Element | None) -> CommandResult:
+    if request is None or request.tag != _q("ResolveRecipients"):
+        raise EasStatusError(PROTOCOL_ERROR, message="ResolveRecipients without its root")
+    typed = [t for el in request.iterfind(_q("To")) if (t := _text(el))]
+    if not typed or len(typed) > MAX_TO:
+        raise EasStatusError(PROTOCOL_ERROR, message=f"{len(typed)} To elements")
+    options = request.find(_q("Options"))
+    certificates = _int(options.find(_q("CertificateRetrieval")), 1) if options is not None else 1
+    max_ambiguous = (
+        _int(options.find(_q("MaxAmbiguousRecipients")), DEFAULT_MAX_AMBIGUOUS)
+        if options is not None
+        else DEFAULT_MAX_AMBIGUOUS
+    )
+    availability = options is not None and options.find(_q("Availability")) is not None
+    picture = (
+        options is not None and options.find(_q("Picture")) is not None and ctx.version >= (14, 1)
+    )
+    directory = directory_for(ctx.runtime)
+    root = E(R, "ResolveRecipients", E(R, "Status", text=SUCCESS))
+    for text in typed:
+        entries: list[DirectoryEntry] = []
+        if directory is not None:
+            try:
+                entries = await directory.search(ctx.user, text)
+            except DirectoryUnavailable as e:
+                log.warn("ResolveRecipients lookup failed: {error}", error=e)
+                raise EasStatusError(SERVER_ERROR, message=str(e), level="warn") from None
+        status, found = choose(text, entries)
+        if status == AMBIGUOUS:
+            found = found[: max(0, max_ambiguous)]
+        response = E(R, "Response", E(R, "To", text=text), E(R, "Status", text=status))
+        response.append(E(R, "RecipientCount", text=len(found)))
+        for entry in found:
+            response.append(_recipient(entry, certificates, availability, picture))
+        root.append(response)
+    return CommandResult.wbxml(root)

@@ -1,0 +1,303 @@
+"""Sync (MS-ASCMD 2.2.1.21): the request is parsed here, each collection goes through
+``opush.sync.engine`` with the collection's `ItemSource`.
+
+- Collection WindowSize, else the request's, else opush.ini ``window-size``, capped by
+  ``window-size.max`` (OP-177) and 512 (MS-ASCMD 2.2.3.199).
+- Options omitted = the remembered ones (OP-135); FilterType change handled by the engine.
+- Unknown CollectionId: Status 12 "folder hierarchy changed" (MS-ASCMD 2.2.3.177.17: the
+  device runs FolderSync); unknown SyncKey: Status 3.
+- The IMAP server dropping mid-Sync: top-level Status 16 "Retry" (2.2.3.177.17), and no state
+  of that collection advanced (states are written at the end of each collection, before
+  the answer is sent).
+- Empty body or Partial: Status 13 (no cached request is kept, as the Java server).
+- Wait (minutes, 1..59) / HeartbeatInterval (seconds, 60..3540): invalid -> Status 14 with
+  Limit (2.2.3.97); otherwise, when nothing is to be sent, the push component's waiter
+  ``runtime.services["sync_wait"](ctx, collection_ids, seconds) -> awaitable bool`` is asked
+  to wait for changes (or the request's interruption); with nothing new at the end the answer
+  is an empty body (2.2.3.198: "the server sends an empty response").
+- SUMMARY.IN / SUMMARY.OUT and BREAKDOWN lines are written for every Sync (guide 12.3, 12.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from lxml import etree
+from lxml.etree import _Element
+
+from opush.backends.interfaces import BackendUnavailable, MailboxNotFound
+from opush.commands.context import CommandContext, CommandResult
+from opush.http.errors import EasStatusError
+from opush.log import Breakdown, format_summary, logger
+from opush.storage.interfaces import FolderKind, StorageError
+from opush.sync.engine import (
+    HIERARCHY_CHANGED,
+    INCOMPLETE,
+    INVALID_WAIT,
+    PROTOCOL_ERROR,
+    RETRY,
+    ClientCommand,
+    CollectionRequest,
+    Summary,
+    SyncEngine,
+    window_size,
+)
+from opush.sync.sources import CLASSES, source_for
+from opush.wbxml import E, ns
+
+log = logger("opush.commands.sync")
+log_in = logger("SUMMARY.IN")
+log_out = logger("SUMMARY.OUT")
+log_breakdown = logger("BREAKDOWN")
+
+AIRSYNC = ns.AIRSYNC
+
+#: MS-ASCMD 2.2.3.198 Wait (minutes) and 2.2.3.88.2 HeartbeatInterval (seconds) bounds.
+WAIT_RANGE = (1, 59)
+HEARTBEAT_RANGE = (60, 3540)
+MAX_COLLECTIONS = 1000
+
+
+def _local(el: _Element) -> str:
+    tag = el.tag
+    return etree.QName(tag).localname if isinstance(tag, str) else ""
+
+
+def _child(el: _Element | None, name: str) -> _Element | None:
+    if el is None:
+        return None
+    for c in el:
+        if _local(c) == name:
+            return c
+    return None
+
+
+def _text(el: _Element | None) -> str | None:
+    if el is None or el.text is None:
+        return None
+    return el.text.strip()
+
+
+def _int(el: _Element | None) -> int | None:
+    text = _text(el)
+    if text is None or not text.lstrip("-").isdigit():
+        return None
+    return int(text)
+
+
+def _settings(ctx: CommandContext) -> tuple[int, int | None]:
+    section = getattr(ctx.runtime.config, "opush", None)
+    default = getattr(section, "window_size", None) or 50
+    maximum = getattr(section, "window_size_max", None)
+    return int(default), int(maximum) if maximum else None
+
+
+def parse_commands(commands: _Element | None) -> list[ClientCommand]:
+    out: list[ClientCommand] = []
+    if commands is None:
+        return out
+    for cmd in commands:
+        kind = _local(cmd)
+        if not kind:
+            continue
+        out.append(
+            ClientCommand(
+                kind=kind,
+                server_id=_text(_child(cmd, "ServerId")),
+                client_id=_text(_child(cmd, "ClientId")),
+                data=_child(cmd, "ApplicationData"),
+                item_class=_text(_child(cmd, "Class")),
+            )
+        )
+    return out
+
+
+def parse_collection(
+    el: _Element, request_window: int | None, default: int, maximum: int | None
+) -> tuple[CollectionRequest | None, str | None, str]:
+    """(request, None, class) or (None, collection id text, class) when unusable."""
+    cid_text = _text(_child(el, "CollectionId")) or ""
+    key = _text(_child(el, "SyncKey"))
+    item_class = _text(_child(el, "Class")) or "Email"
+    if not cid_text.isdigit() or key is None or not key:
+        return None, cid_text, item_class
+    options = [c for c in el if _local(c) == "Options"]
+    filter_type: int | None = None
+    conflict: int | None = None
+    for opt in options:
+        f = _int(_child(opt, "FilterType"))
+        if f is not None:
+            filter_type = f
+        c = _int(_child(opt, "Conflict"))
+        if c is not None:
+            conflict = c
+    get_changes_el = _child(el, "GetChanges")
+    if get_changes_el is None:
+        # 2.2.3.84: omitted = 1, except with SyncKey 0.
+        get_changes = key != "0"
+    else:
+        get_changes = _text(get_changes_el) in (None, "", "1")
+    dam = _child(el, "DeletesAsMoves")
+    deletes_as_moves = dam is None or _text(dam) in (None, "", "1")
+    return (
+        CollectionRequest(
+            collection_id=int(cid_text),
+            sync_key=key,
+            window_size=window_size(
+                _int(_child(el, "WindowSize")), request_window, default, maximum
+            ),
+            get_changes=get_changes,
+            options=options or None,
+            filter_type=filter_type if options else None,
+            conflict=conflict,
+            deletes_as_moves=deletes_as_moves,
+            commands=parse_commands(_child(el, "Commands")),
+        ),
+        None,
+        item_class,
+    )
+
+
+def _limit_error(status: int, limit: int) -> CommandResult:
+    return CommandResult.wbxml(
+        E(AIRSYNC, "Sync", E(AIRSYNC, "Status", text=status), E(AIRSYNC, "Limit", text=limit))
+    )
+
+
+def _status_collection(
+    cid: str, key: str | None, status: int, item_class: str, version: tuple[int, int]
+) -> _Element:
+    el = E(AIRSYNC, "Collection")
+    if version < (14, 0):
+        el.append(E(AIRSYNC, "Class", text=item_class))
+    el.append(E(AIRSYNC, "SyncKey", text=key or "0"))
+    el.append(E(AIRSYNC, "CollectionId", text=cid))
+    el.append(E(AIRSYNC, "Status", text=status))
+    return el
+
+
+async def handle(ctx: CommandContext, request: _Element | None) -> CommandResult:
+    breakdown = Breakdown(now=ctx.runtime.clock.seconds)
+    summary_in = Summary()
+    summary_out = Summary()
+    try:
+        with breakdown.measure():
+            return await _handle(ctx, request, summary_in, summary_out)
+    finally:
+        log_in.info("{summary}", summary=format_summary(*_counts(summary_in)))
+        log_out.info("{summary}", summary=format_summary(*_counts(summary_out)))
+        log_breakdown.info("{breakdown}", breakdown=breakdown.render())
+
+
+def _counts(s: Summary) -> tuple[int, int, int]:
+    return s.change, s.delete, s.fetch
+
+
+async def _handle(
+    ctx: CommandContext,
+    request: _Element | None,
+    summary_in: Summary,
+    summary_out: Summary,
+) -> CommandResult:
+    if request is None or _local(request) != "Sync" or _child(request, "Partial") is not None:
+        raise EasStatusError(INCOMPLETE, message="empty or partial Sync: no cached request")
+    wait = _int(_child(request, "Wait"))
+    heartbeat = _int(_child(request, "HeartbeatInterval"))
+    if wait is not None and not WAIT_RANGE[0] <= wait <= WAIT_RANGE[1]:
+        return _limit_error(INVALID_WAIT, WAIT_RANGE[1] if wait > WAIT_RANGE[1] else WAIT_RANGE[0])
+    if heartbeat is not None and not HEARTBEAT_RANGE[0] <= heartbeat <= HEARTBEAT_RANGE[1]:
+        return _limit_error(
+            INVALID_WAIT,
+            HEARTBEAT_RANGE[1] if heartbeat > HEARTBEAT_RANGE[1] else HEARTBEAT_RANGE[0],
+        )
+    collections_el = _child(request, "Collections")
+    if collections_el is None:
+        raise EasStatusError(INCOMPLETE, message="Sync without Collections")
+    items = [c for c in collections_el if _local(c) == "Collection"]
+    if len(items) > MAX_COLLECTIONS:
+        raise EasStatusError(15, message="too many collections")
+    default, maximum = _settings(ctx)
+    request_window = _int(_child(request, "WindowSize"))
+    user = ctx.device.user
+    device_id = ctx.device.device_id
+    engine = SyncEngine(
+        store=ctx.runtime.state,
+        user=user,
+        device_id=device_id,
+        version=ctx.version,
+        now=lambda: datetime.fromtimestamp(ctx.runtime.clock.seconds(), UTC),
+    )
+    parsed = [parse_collection(c, request_window, default, maximum) for c in items]
+
+    seconds = wait * 60 if wait is not None else heartbeat
+    out: list[_Element] = []
+    try:
+        if seconds and not await _wait_for_changes(ctx, parsed, seconds):
+            return CommandResult.empty()
+        for req, cid_text, item_class in parsed:
+            if req is None:
+                out.append(
+                    _status_collection(
+                        cid_text or "", None, PROTOCOL_ERROR, item_class, ctx.version
+                    )
+                )
+                continue
+            outcome = await _sync_one(ctx, engine, req, item_class)
+            out.append(outcome.element)
+            summary_in.add(outcome.summary_in)
+            summary_out.add(outcome.summary_out)
+    except (BackendUnavailable, StorageError) as e:
+        raise EasStatusError(
+            RETRY, message=f"{type(e).__name__}: {e} (nothing advanced)", level="warn"
+        ) from e
+    return CommandResult.wbxml(E(AIRSYNC, "Sync", E(AIRSYNC, "Collections", *out)))
+
+
+async def _sync_one(
+    ctx: CommandContext, engine: SyncEngine, req: CollectionRequest, item_class: str
+) -> Any:
+    collection = await ctx.runtime.state.get_collection(
+        ctx.device.user, ctx.device.device_id, req.collection_id
+    )
+    if collection is None:
+        return engine.status_outcome(req, HIERARCHY_CHANGED, item_class)
+    source = source_for(ctx.runtime, ctx.credentials, collection)
+    try:
+        return await engine.sync(req, source)
+    except MailboxNotFound:
+        # The folder went away behind the device's back: it must FolderSync.
+        return engine.status_outcome(
+            req, HIERARCHY_CHANGED, CLASSES.get(collection.ref.kind, item_class)
+        )
+
+
+async def _wait_for_changes(
+    ctx: CommandContext,
+    parsed: Sequence[tuple[CollectionRequest | None, str | None, str]],
+    seconds: int,
+) -> bool:
+    """Sync with Wait/HeartbeatInterval: True to answer now (something to send, client
+    commands, or no waiter configured), False when the wait ended with nothing new."""
+    from opush.sync.probe import has_changes
+
+    ids: list[int] = []
+    for req, _, _ in parsed:
+        if req is None or req.sync_key == "0" or req.commands:
+            return True
+        ids.append(req.collection_id)
+    for cid in ids:
+        collection = await ctx.runtime.state.get_collection(
+            ctx.device.user, ctx.device.device_id, cid
+        )
+        if collection is None or collection.ref.kind is not FolderKind.MAIL:
+            return True
+        if await has_changes(
+            ctx.runtime, ctx.credentials, ctx.device.user, ctx.device.device_id, cid
+        ):
+            return True
+    waiter = ctx.runtime.services.get("sync_wait")
+    if waiter is None:
+        return True
+    return bool(await waiter(ctx, ids, seconds))

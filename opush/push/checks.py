@@ -1,0 +1,112 @@
+"""Confirming a wake-up before a device is woken (no Status 2 for nothing).
+
+A hint from a watcher only says "this folder may have changed".  Before a Ping answers
+Status 2 (or a hanging Sync answers), the collection is checked against the device's sync
+state: the sync engine's ``opush.sync.probe.has_changes`` (pending window, or backend changes
+since the device's current SyncKey; MS-ASCMD 3.1.5.8: "the server uses the last SyncKey
+returned to the client").  The hierarchy is checked with
+``opush.sync.hierarchy.hierarchy_changed`` (did it change since the device's last FolderSync,
+Status 7).
+
+While the engine's probe is not available, `BaselineChecks` compares each folder's IMAP
+STATUS with its value when the wait began: never a false wake-up, but changes made before
+the Ping are left to the device's next Sync.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from opush.backends.interfaces import MailboxNotFound
+from opush.storage.interfaces import Collection, FolderKind
+
+if TYPE_CHECKING:
+    from opush.commands.context import CommandContext
+
+
+class WakeChecks(Protocol):
+    async def prepare(self, collections: list[Collection]) -> None:
+        """Called once before the first check (baselines)."""
+        ...
+
+    async def changed(self, collection: Collection) -> bool:
+        """Does the device have something to fetch in this collection?"""
+        ...
+
+    async def hierarchy(self) -> bool:
+        """Did the folder hierarchy change since the device's last FolderSync?"""
+        ...
+
+
+class EngineChecks:
+    """The sync engine's and the hierarchy code's own answers."""
+
+    def __init__(self, ctx: CommandContext, probe: Any) -> None:
+        self.ctx = ctx
+        self.probe = probe
+
+    async def prepare(self, collections: list[Collection]) -> None:
+        return None
+
+    async def changed(self, collection: Collection) -> bool:
+        ctx = self.ctx
+        return bool(
+            await self.probe(
+                ctx.runtime,
+                ctx.credentials,
+                ctx.device.user,
+                ctx.device.device_id,
+                collection.collection_id,
+            )
+        )
+
+    async def hierarchy(self) -> bool:
+        return await hierarchy_changed(self.ctx)
+
+
+class BaselineChecks:
+    """Fallback without the engine's probe: STATUS now vs STATUS when the wait began."""
+
+    def __init__(self, ctx: CommandContext) -> None:
+        self.ctx = ctx
+        self.baseline: dict[str, tuple[object, ...] | None] = {}
+
+    async def _status(self, folder: str) -> tuple[object, ...] | None:
+        try:
+            st = await self.ctx.mail_store().status(folder)
+        except MailboxNotFound:
+            return None
+        return (st.uidvalidity, st.uidnext, st.messages, st.highestmodseq)
+
+    async def prepare(self, collections: list[Collection]) -> None:
+        if self.ctx.runtime.mail is None:
+            return
+        for c in collections:
+            if c.ref.kind is FolderKind.MAIL and c.ref.backend_id not in self.baseline:
+                self.baseline[c.ref.backend_id] = await self._status(c.ref.backend_id)
+
+    async def changed(self, collection: Collection) -> bool:
+        folder = collection.ref.backend_id
+        if collection.ref.kind is not FolderKind.MAIL or folder not in self.baseline:
+            return False
+        return await self._status(folder) != self.baseline[folder]
+
+    async def hierarchy(self) -> bool:
+        return await hierarchy_changed(self.ctx)
+
+
+async def hierarchy_changed(ctx: CommandContext) -> bool:
+    try:
+        from opush.sync.hierarchy import hierarchy_changed as changed
+    except ImportError:  # pragma: no cover - the folder code ships with push
+        return False
+    return bool(await changed(ctx.runtime, ctx.credentials, ctx.device.user, ctx.device.device_id))
+
+
+def engine_checks(ctx: CommandContext) -> WakeChecks:
+    """The engine's probe when present, else the STATUS baseline."""
+    try:
+        from opush.sync import probe
+    except ImportError:
+        return BaselineChecks(ctx)
+    return EngineChecks(ctx, probe.has_changes)
