@@ -187,6 +187,9 @@ class FrontDoorSettings:
     throttle_retry_after_seconds: int = 30
     #: Largest request body accepted (bytes); mail_conf.ini message.maxSize plus margin.
     max_request_bytes: int = 32 * 1024 * 1024
+    #: WBXML decoding limits (opush.ini wbxml.max-depth / wbxml.max-elements).
+    wbxml_max_depth: int = 64
+    wbxml_max_elements: int = 100_000
     #: Largest Autodiscover request accepted (bytes).
     autodiscover_max_bytes: int = 64 * 1024
 
@@ -227,6 +230,8 @@ class FrontDoorSettings:
             ("auth_failure_delay", "auth_failure_base_delay"),
             ("auth_failure_delay_max", "auth_failure_max_delay"),
             ("device_queue_max", "max_waiting_per_device"),
+            ("wbxml_max_depth", "wbxml_max_depth"),
+            ("wbxml_max_elements", "wbxml_max_elements"),
         ):
             value = getattr(opush_section, ini, None)
             if isinstance(value, int):

@@ -37,7 +37,7 @@ from opush.http.metrics import Metrics
 from opush.http.query import EasQuery, parse_query
 from opush.log import RequestContext, is_enabled, logger, new_request_id, request_context
 from opush.runtime import Runtime, policy_fingerprint
-from opush.wbxml import WbxmlError, decode, encode
+from opush.wbxml import DEFAULT_LIMITS, Limits, WbxmlError, decode, encode
 from opush.wbxml.logging import full_xml, trimmed_xml
 
 log = logger("opush.http.activesync")
@@ -332,7 +332,13 @@ class ActiveSyncResource(Resource):
             return None
         ctype = _content_type_base(content_type)
         if ctype == WBXML_CONTENT_TYPE or (not ctype and body[:1] == b"\x03"):
-            tree = decode(body)
+            settings = self.runtime.settings
+            limits = Limits(
+                max_depth=settings.wbxml_max_depth,
+                max_elements=settings.wbxml_max_elements,
+                max_size=max(settings.max_request_bytes * 4, DEFAULT_LIMITS.max_size),
+            )
+            tree = decode(body, limits)
             log_tree("request", tree)
             return tree
         return None
