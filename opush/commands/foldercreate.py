@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
+import attrs
 from lxml.etree import _Element
 
 from opush.commands.context import CommandContext, CommandResult
@@ -80,7 +81,10 @@ async def _create(session: Session, request: _Element) -> CommandResult:
         await hierarchy.state.update_collection(
             hierarchy.user, hierarchy.device_id, collection_id, ref
         )
-    snapshot = session.base.with_entries([Entry(collection_id, parent_id, ref)])
+    # The snapshot records what the device now believes (the type it asked for); if the
+    # backend files the folder differently, the next FolderSync corrects it with an Update.
+    believed = attrs.evolve(ref, folder_type=folder_type)
+    snapshot = session.base.with_entries([Entry(collection_id, parent_id, believed)])
 
     def answer(key: str) -> _Element:
         return element(

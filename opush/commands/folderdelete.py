@@ -32,8 +32,10 @@ async def _delete(session: Session, request: _Element) -> CommandResult:
     entry = base.get(server_id)
     if entry is None:
         raise EasStatusError(NOT_FOUND, message=f"no folder {server_id}")
-    if entry.ref.folder_type in SPECIAL_TYPES:
-        raise EasStatusError(SPECIAL, message=f"{server_id} is a default folder")
+    if entry.ref.folder_type in SPECIAL_TYPES or base.holds_special(server_id):
+        # A default folder may live below a user folder (mail_conf.ini imap.mailbox.trash =
+        # Work/Trash): deleting the parent would delete it too.
+        raise EasStatusError(SPECIAL, message=f"{server_id} is or holds a default folder")
     source = hierarchy.source(entry.ref.kind)
     if source is None:
         raise EasStatusError(NOT_FOUND, message=f"no {entry.ref.kind.value} backend")

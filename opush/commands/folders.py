@@ -19,7 +19,7 @@ from typing import Final
 import attrs
 from lxml.etree import _Element
 
-from opush.backends.interfaces import BackendUnavailable
+from opush.backends.interfaces import BackendUnavailable, MailError
 from opush.commands.context import CommandContext, CommandResult
 from opush.http.errors import EasStatusError
 from opush.log import logger
@@ -107,7 +107,8 @@ async def folder_session(
 ) -> AsyncIterator[Session | CommandResult]:
     """Parse the SyncKey and open the hierarchy; yields a `CommandResult` instead when the
     request repeats the last one (its stored answer).  Backend and storage failures become
-    Status 6 ("server error, retry"), the status every folder command defines for them."""
+    Status 6 ("server error, retry", MS-ASCMD 2.2.3.177.3-6), the status every folder command
+    defines for them at every protocol version (rather than 111/503), and an IMAP refusal 11."""
     if request is None or request.tag != f"{{{FH}}}{command}":
         raise EasStatusError(MALFORMED, message=f"the body is not a {command} request")
     key = required(request, "SyncKey").strip()
@@ -153,5 +154,11 @@ async def folder_session(
         yield Session(ctx, command, hierarchy, key, base, current_key, digest)
     except (BackendUnavailable, StorageError) as e:
         raise EasStatusError(SERVER_ERROR, message=f"{type(e).__name__}: {e}", level="warn") from e
+    except MailError as e:
+        # The IMAP server refused (a name it does not accept, rights, quota): retrying will
+        # not help, so not 6; every folder command defines 11 "unknown error".
+        raise EasStatusError(
+            UNKNOWN_ERROR, message=f"mail server refused: {e}", level="warn"
+        ) from e
     finally:
         await close_sources(hierarchy.sources)

@@ -24,6 +24,7 @@ from opush.commands.folders import (
     required_int,
 )
 from opush.http.errors import EasStatusError
+from opush.storage.interfaces import FolderRef
 from opush.sync.hierarchy import (
     ROOT,
     SPECIAL_TYPES,
@@ -59,8 +60,10 @@ async def _update(session: Session, request: _Element) -> CommandResult:
         raise EasStatusError(NOT_FOUND, message=f"no folder {server_id}")
     if entry.ref.folder_type == FolderType.RECIPIENT_INFORMATION_CACHE:
         raise EasStatusError(RECIPIENT_CACHE, message="the recipient cache cannot change")
-    if entry.ref.folder_type in SPECIAL_TYPES:
-        raise EasStatusError(EXISTS_OR_SPECIAL, message=f"{server_id} is a default folder")
+    if entry.ref.folder_type in SPECIAL_TYPES or base.holds_special(server_id):
+        # Renaming a parent would also rename a default folder below it (mail_conf.ini names
+        # it by its full path), which would then stop being the default folder.
+        raise EasStatusError(EXISTS_OR_SPECIAL, message=f"{server_id} is or holds a default folder")
     parent = base.get(parent_id) if parent_id != ROOT else None
     if parent_id != ROOT and (
         parent is None
@@ -84,42 +87,39 @@ async def _update(session: Session, request: _Element) -> CommandResult:
         raise EasStatusError(MALFORMED, message=f"invalid folder name {name!r}") from e
 
     kind = entry.ref.kind
-    new_parent_backend = parent.ref.backend_id if parent is not None else None
+    new_parent = parent.ref.backend_id if parent is not None else None
 
-    def follow(
-        collection_id: int, ref_backend: str, ref_parent: str | None
-    ) -> tuple[str, str | None]:
+    def follow(collection_id: int, ref: FolderRef) -> FolderRef:
+        """Where a folder that moved with the renamed one is now."""
         if collection_id == server_id:
-            return moved[entry.ref.backend_id], new_parent_backend
-        parent_backend = moved.get(ref_parent, ref_parent) if ref_parent is not None else None
-        return moved[ref_backend], parent_backend
+            return attrs.evolve(
+                ref,
+                backend_id=moved[ref.backend_id],
+                parent_backend_id=new_parent,
+                display_name=name,
+            )
+        old_parent = ref.parent_backend_id
+        return attrs.evolve(
+            ref,
+            backend_id=moved[ref.backend_id],
+            parent_backend_id=None if old_parent is None else moved.get(old_parent, old_parent),
+        )
 
-    # Every collection of this device whose folder moved (known to the device or not).
+    # Every collection of this device whose folder moved (known to the device or not) keeps
+    # its id: Sync and the other commands find the folder under its new name.
     for collection in await hierarchy.state.list_collections(hierarchy.user, hierarchy.device_id):
-        ref = collection.ref
-        if ref.kind is not kind or ref.backend_id not in moved:
-            continue
-        backend, parent_backend = follow(
-            collection.collection_id, ref.backend_id, ref.parent_backend_id
-        )
-        changed = attrs.evolve(ref, backend_id=backend, parent_backend_id=parent_backend)
-        if collection.collection_id == server_id:
-            changed = attrs.evolve(changed, display_name=name)
-        await hierarchy.state.update_collection(
-            hierarchy.user, hierarchy.device_id, collection.collection_id, changed
-        )
-    updated: list[Entry] = []
-    for known in base.entries.values():
-        ref = known.ref
-        if ref.kind is not kind or ref.backend_id not in moved:
-            continue
-        backend, parent_backend = follow(known.collection_id, ref.backend_id, ref.parent_backend_id)
-        changed = attrs.evolve(ref, backend_id=backend, parent_backend_id=parent_backend)
-        if known.collection_id == server_id:
-            changed = attrs.evolve(changed, display_name=name)
-            updated.append(Entry(server_id, parent_id, changed))
-        else:
-            updated.append(attrs.evolve(known, ref=changed))
+        if collection.ref.kind is kind and collection.ref.backend_id in moved:
+            await hierarchy.state.update_collection(
+                hierarchy.user,
+                hierarchy.device_id,
+                collection.collection_id,
+                follow(collection.collection_id, collection.ref),
+            )
+    updated = [
+        Entry(c, parent_id if c == server_id else e.parent_id, follow(c, e.ref))
+        for c, e in base.entries.items()
+        if e.ref.kind is kind and e.ref.backend_id in moved
+    ]
     snapshot = base.with_entries(updated)
 
     def answer(key: str) -> _Element:

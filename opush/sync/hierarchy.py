@@ -16,8 +16,6 @@ read, writing nothing (Ping Status 7).
 from __future__ import annotations
 
 import enum
-import hashlib
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
@@ -169,12 +167,6 @@ class Snapshot:
     def get(self, collection_id: int) -> Entry | None:
         return self.entries.get(collection_id)
 
-    def by_backend(self, kind: FolderKind, backend_id: str) -> Entry | None:
-        for entry in self.entries.values():
-            if entry.ref.kind is kind and entry.ref.backend_id == backend_id:
-                return entry
-        return None
-
     def refs(self) -> frozenset[FolderRef]:
         return frozenset(e.ref for e in self.entries.values())
 
@@ -197,6 +189,13 @@ class Snapshot:
             if cid != collection_id and collection_id in self._ancestors(cid)
         ]
         return sorted(below, key=lambda c: (-self.depth(c), c))
+
+    def holds_special(self, collection_id: int) -> bool:
+        """A default folder is somewhere below (mail_conf.ini may put Trash in "Work/")."""
+        return any(
+            self.entries[c].ref.folder_type in SPECIAL_TYPES
+            for c in self.descendants(collection_id)
+        )
 
     def _ancestors(self, collection_id: int) -> set[int]:
         out: set[int] = set()
@@ -249,15 +248,6 @@ class Snapshot:
             entry = Entry(int(item["id"]), int(item["parent"]), ref)
             entries[entry.collection_id] = entry
         return cls(entries)
-
-
-def fingerprint(refs: Iterable[FolderRef]) -> str:
-    """Order-independent digest of a listing (what Ping compares)."""
-    rows = sorted(
-        (r.kind.value, r.backend_id, r.display_name, r.folder_type, r.parent_backend_id or "")
-        for r in refs
-    )
-    return hashlib.sha256(json.dumps(rows).encode("utf-8")).hexdigest()
 
 
 @attrs.frozen

@@ -252,10 +252,12 @@ class MemoryState:
         return succeed(None)
 
 
-def done(coro: Coroutine[Any, Any, Any]) -> Any:
-    """The result of a coroutine that never waits (handlers over MemoryState and FakeImap)."""
+def done(work: Coroutine[Any, Any, Any] | Deferred[Any]) -> Any:
+    """The result of a coroutine (or Deferred) that never waits (handlers over MemoryState
+    and FakeImap)."""
     results: list[Any] = []
-    Deferred.fromCoroutine(coro).addBoth(results.append)
+    d = work if isinstance(work, Deferred) else Deferred.fromCoroutine(work)
+    d.addBoth(results.append)
     assert results, "the coroutine waited for something"
     if isinstance(results[0], Failure):
         results[0].raiseException()
@@ -510,6 +512,7 @@ def imap_paths(imap: FakeImap) -> dict[str, int]:
 
 XML2WBXML = shutil.which("xml2wbxml")
 WBXML2XML = shutil.which("wbxml2xml")
+HAVE_LIBWBXML = XML2WBXML is not None and WBXML2XML is not None
 
 
 def xml2wbxml(xml: str) -> bytes:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from opush.backends.interfaces import Folder, SpecialUse
 from opush.commands.foldersync import answer
 from opush.storage.interfaces import FolderKind, FolderRef
-from opush.sync.hierarchy import Entry, Snapshot, diff, fingerprint, mail_tree
+from opush.sync.hierarchy import Entry, Snapshot, diff, mail_tree
 from tests.support.folders import Answer, DeviceView
 
 
@@ -126,10 +126,3 @@ def test_snapshots_survive_json(snapshot: Snapshot) -> None:
     assert Snapshot.from_json(data) == snapshot
     assert diff(snapshot, Snapshot.from_json(data)) == diff(snapshot, snapshot)
     assert len(diff(snapshot, snapshot)) == 0
-
-
-def test_fingerprint_ignores_order_but_not_names() -> None:
-    a = FolderRef(FolderKind.MAIL, "a", "a", 12)
-    b = FolderRef(FolderKind.MAIL, "b", "b", 12)
-    assert fingerprint([a, b]) == fingerprint([b, a])
-    assert fingerprint([a, b]) != fingerprint([a, FolderRef(FolderKind.MAIL, "b", "B", 12)])
