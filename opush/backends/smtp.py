@@ -115,6 +115,14 @@ class _Sender(smtp.ESMTPSender):
 
 class _SenderFactory(smtp.ESMTPSenderFactory):
     protocol = _Sender
+    #: The reactor whose clock times out silent servers (a Clock in tests).
+    clock: Any = None
+
+    def buildProtocol(self, addr: Any) -> Any:
+        p = super().buildProtocol(addr)
+        if self.clock is not None:
+            p.callLater = self.clock.callLater
+        return p
 
 
 def _text(value: bytes | str | None) -> str:
@@ -246,8 +254,11 @@ class SmtpClient:
             heloFallback=not (self.settings.starttls or username),
             requireAuthentication=username is not None,
             requireTransportSecurity=self.settings.starttls,
-            hostname=host,
+            # Without a context factory and a hostname twisted would try STARTTLS whenever
+            # offered; only mail_conf.ini decides.
+            hostname=host if self.settings.starttls else None,
         )
+        factory.clock = self.reactor
         if self.settings.helo:
             factory.domain = self.settings.helo.encode("ascii")
         self.reactor.connectTCP(host, port, factory, timeout=self.settings.timeout)

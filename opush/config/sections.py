@@ -73,6 +73,12 @@ class NameCheckPolicy(enum.Enum):
     NEVER = "NEVER"
 
 
+class SmtpAuth(enum.Enum):
+    NONE = "none"
+    USER = "user"
+    FIXED = "fixed"
+
+
 # ---------------------------------------------------------------------------------- opush.ini
 
 
@@ -417,6 +423,36 @@ class MailSection:
         example="127.0.0.1",
     )
     smtp_port: int = key("smtp.port", PORT, 25, "opush addition. SMTP port.")
+    smtp_activate_tls: bool = key(
+        "smtp.activateTLS",
+        BOOLEAN,
+        False,
+        "opush addition. Opush uses STARTTLS to secure the SMTP connection (sending fails if "
+        "the server does not offer it).",
+    )
+    smtp_auth: SmtpAuth = key(
+        "smtp.auth",
+        choice(SmtpAuth),
+        SmtpAuth.NONE,
+        "opush addition. SMTP AUTH: none; user: the device user's login and password (with "
+        "@domain if imap.loginWithDomain); fixed: smtp.login and smtp.password.",
+    )
+    smtp_login: str | None = optional_key(
+        "smtp.login", STRING, "opush addition. SMTP AUTH login when smtp.auth=fixed."
+    )
+    smtp_password: str | None = optional_key(
+        "smtp.password",
+        STRING,
+        "opush addition. SMTP AUTH password when smtp.auth=fixed.",
+        secret=True,
+    )
+    smtp_timeout_in_ms: int = key(
+        "smtp.timeoutInMs",
+        integer(1),
+        30000,
+        "opush addition. Timeout before Opush gives up connecting to or waiting for the SMTP "
+        "server, in milliseconds.",
+    )
     imap_activate_tls: bool = key(
         "imap.activateTLS", BOOLEAN, True, "Opush uses STARTTLS to secure the IMAP connection."
     )

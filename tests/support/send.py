@@ -34,9 +34,7 @@ def compose_tree(
 ) -> etree._Element:
     """The 14.0+ ComposeMail request; ``as_text`` puts Mime as a string (what xml2wbxml
     writes from plain XML) instead of OPAQUE."""
-    children: list[etree._Element | None] = [
-        E(CM, "ClientId", text=client_id or uuid.uuid4().hex)
-    ]
+    children: list[etree._Element | None] = [E(CM, "ClientId", text=client_id or uuid.uuid4().hex)]
     if save_in_sent:
         children.append(E(CM, "SaveInSentItems"))
     if replace_mime:

@@ -84,10 +84,14 @@ def prepare_outgoing(
     msg = parse_message(message) if isinstance(message, bytes | bytearray) else message
     headers = HeaderView(msg)
     from_pairs = headers.addresses("from")
-    if not from_pairs or (
-        from_pairs[0][1].lower() == identity.address.lower() and not from_pairs[0][0]
+    if (
+        not from_pairs
+        or len(from_pairs) > 1
+        or from_pairs[0][1].lower() != identity.address.lower()
+        or not from_pairs[0][0]
     ):
-        # OP-157: the sender's display name on mail sent through opush.
+        # OP-157: the sender's display name on mail sent through opush.  The address is always
+        # the authenticated user's: a device cannot send as someone else.
         _set_header(msg, "From", formataddr((identity.display_name or "", identity.address)))
     if msg.get("Date") is None:
         msg["Date"] = format_datetime_now()
@@ -212,6 +216,8 @@ def _insert_html(markup: str, addition: str) -> str:
 
 
 def _replace_text(leaf: Message, text: str) -> None:
+    # One line ending throughout (the device's CRLF text plus our "\n" quoting otherwise mix).
+    text = text.replace("\r\n", "\n")
     del leaf["Content-Transfer-Encoding"]
     subtype = leaf.get_content_subtype() or "plain"
     leaf.set_type(f"text/{subtype}")
@@ -286,13 +292,14 @@ def _with_parts(msg: Message, extra: Sequence[Message], first: bool = False) -> 
     return mixed
 
 
-def _threading(new: Message, original: Message) -> None:
-    """In-Reply-To and References (RFC 5322 3.6.4) when the device did not set them."""
+def _threading(new: Message, original: Message, *, reply: bool = True) -> None:
+    """In-Reply-To (replies only) and References (RFC 5322 3.6.4) when the device did not set
+    them; a forward keeps the thread in References, as mail clients do."""
     orig_id = original.get("Message-ID")
     if not orig_id:
         return
     orig_id = str(orig_id).strip()
-    if new.get("In-Reply-To") is None:
+    if reply and new.get("In-Reply-To") is None:
         new["In-Reply-To"] = orig_id
     if new.get("References") is None:
         refs = str(original.get("References", "") or "").split()
@@ -332,7 +339,9 @@ def smart_forward(
 ) -> OutgoingMail:
     """SmartForward (MS-ASCMD 2.2.1.18): the original's text and attachments come along."""
     new = parse_message(new_mime)
-    if original is not None and not replace_mime:
+    if original is not None:
         orig = parse_message(original) if isinstance(original, bytes | bytearray) else original
-        new = _append_original(new, orig, forward=True)
+        _threading(new, orig, reply=False)
+        if not replace_mime:
+            new = _append_original(new, orig, forward=True)
     return prepare_outgoing(new, identity, max_size=max_size)

@@ -6,6 +6,7 @@ stopped then restarted."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,8 +66,17 @@ def peer(dovecot: LocalServices) -> Iterator[str]:
 def device(server: OpushServer, user: str, device_id: str) -> Client:
     c = Client(f"127.0.0.1:{server.http_port}", user, "secret", device_id=device_id, timeout=30)
     c._transport.base_url = server.url
-    c.provision()
-    return c
+    # start_server returns once the healthcheck answers, which can be just before the state
+    # store's schema is installed (the first Provision then gets 111): poll until ready.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            c.provision()
+            return c
+        except StatusError as e:
+            if e.code != "111" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 async def folder_ids(server: OpushServer, c: Client, user: str, device_id: str) -> dict[str, int]:
