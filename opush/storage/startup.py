@@ -30,6 +30,9 @@ async def check_schema_at_startup(
     name = backend_name(config)
     schema = migration.load_schema(name)
     store = runtime.state
+    # Devices wait (503) until the schema is known to be usable: a request racing the check
+    # must not reach a store without tables.
+    runtime.services[REFUSE_DEVICES] = "state store schema not checked yet"
     summary = await migration.get_status(store, schema)
     if (
         name == "embedded"

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -91,6 +92,20 @@ def twistd() -> str:
     return str(Path(sys.executable).parent / "twistd")
 
 
+def _serves_devices(server: OpushServer) -> bool:
+    """Device requests are past the schema gate (503 until the state store is ready)."""
+    request = urllib.request.Request(
+        f"{server.url}?Cmd=FolderSync&User=probe&DeviceId=probe&DeviceType=probe",
+        data=b"",
+        method="POST",
+    )
+    try:
+        urllib.request.urlopen(request, timeout=2)
+    except urllib.error.HTTPError as e:
+        return e.code != 503
+    return True
+
+
 def start_server(
     base: Path,
     overrides: Mapping[str, Mapping[str, str]] | None = None,
@@ -136,8 +151,10 @@ def start_server(
         try:
             with urllib.request.urlopen(f"{server.base_url}/opush/healthcheck/", timeout=1):
                 pass
-            return server
+            if _serves_devices(server):
+                return server
         except OSError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     server.stop()
     raise RuntimeError("twistd opush did not answer:\n" + output.read_text("utf-8", "replace"))
