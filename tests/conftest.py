@@ -1,10 +1,10 @@
 """Root fixtures: the local services (tests/support/services.py), started on demand.
 
 Ask for the narrowest fixture: ``dovecot`` starts Dovecot only, ``postfix`` Dovecot and Postfix,
-``slapd``, ``postgres``, ``radicale`` one each; ``local_services`` all of them.  Each returns the
-same `LocalServices` (ports, users, helpers).  Services already running are reused; at the end
-of the session the ones a fixture started are stopped, unless another test session still uses
-them or ``OPUSH_KEEP_SERVICES=1``.
+``slapd``, ``postgres``, ``radicale``, ``cyrus`` one each; ``local_services`` all of them but
+Cyrus (optional, used by the IMAP suite).  Each returns the same `LocalServices` (ports, users,
+helpers).  Services already running are reused; at the end of the session the ones a fixture
+started are stopped, unless another test session still uses them or ``OPUSH_KEEP_SERVICES=1``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tests.support.services import (
     LocalServices,
     ServiceControl,
     ServicesLease,
+    cyrus_installed,
     new_address,
 )
 
@@ -59,6 +60,15 @@ def postgres(services_lease: ServicesLease) -> LocalServices:
 def radicale(services_lease: ServicesLease) -> LocalServices:
     """Radicale CalDAV/CardDAV on http://127.0.0.1:5232/."""
     return services_lease.ensure("radicale")
+
+
+@pytest.fixture(scope="session")
+def cyrus(services_lease: ServicesLease) -> LocalServices:
+    """Cyrus IMAP (OBM's server): IMAP 127.0.0.1:1144, LMTP 127.0.0.1:2425; users by
+    ``cyrus.cyrus_user()``.  Skips when scripts/install-cyrus has not unpacked it."""
+    if not cyrus_installed():
+        pytest.skip("Cyrus IMAP is not installed (scripts/bootstrap runs scripts/install-cyrus)")
+    return services_lease.ensure("cyrus")
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,12 @@ POSTGRES_PORT = 5433
 RADICALE_PORT = 5232
 CYRUS_IMAP_PORT = 1144
 CYRUS_LMTP_PORT = 2425
+# The same Cyrus mailboxes without altnamespace (folders under INBOX/, Opush OP-226).
+CYRUS_INBOX_IMAP_PORT = 1146
+# Unpacked by scripts/install-cyrus (cyrus-imapd cannot be installed beside dovecot-imapd).
+CYRUS_HOME = Path(os.environ.get("OPUSH_CYRUS_DIR") or "/opt/opush-cyrus")
+CYRUS_USER = "cyrus"  # the Unix user master drops to (compiled into Debian's binaries)
+CYRUS_ADMIN = f"cyrus@{DOMAIN}"  # admin of the domain (imapd.conf admins), password PASSWORD
 
 LDAP_URL = f"ldap://{HOST}:{LDAP_PORT}/"
 LDAP_BASE = "dc=example,dc=org"
@@ -728,24 +734,162 @@ class Radicale(Service):
 
 
 class Cyrus(Service):
-    """Cyrus IMAP (OBM's server) on 1144/2425; optional, see start() for what it needs."""
+    """Cyrus IMAP (OBM's server) on 1144/2425, beside Dovecot; 1146 shows the same mailboxes
+    without altnamespace (folders under INBOX/).
+
+    cyrus-imapd conflicts with dovecot-imapd in apt, so ``scripts/install-cyrus`` unpacks it
+    into `CYRUS_HOME` and this runs ``master`` from there, with the unpacked libcyrus* on
+    LD_LIBRARY_PATH.  Users live in a sasldb: the demo users, the catch-all and the admin
+    `CYRUS_ADMIN` (all with PASSWORD); `add_user` adds more (the tests' fresh-* users).  Mailboxes
+    (INBOX + Drafts/Sent/Trash with special-use) are created on first login or delivery.
+    Cyrus logs only to syslog (nothing listens here); master's own stderr goes to cyrus.log.
+    """
 
     name = "cyrus"
-    ports = (CYRUS_IMAP_PORT, CYRUS_LMTP_PORT)
+    ports = (CYRUS_IMAP_PORT, CYRUS_LMTP_PORT, CYRUS_INBOX_IMAP_PORT)
     process_name = "master"
 
     @property
     def pidfile(self) -> Path:
         return self.dir / "run" / "master.pid"
 
-    def prepare(self) -> None:
-        raise ServiceError(
-            "cyrus: not available here (cyrus-imapd conflicts with dovecot-imapd in apt; "
-            "see /work/shared/research/harness.md 2a')"
-        )
+    @property
+    def conf(self) -> Path:
+        return self.dir / "imapd.conf"
 
-    def launch(self) -> None:  # pragma: no cover - prepare() refuses
-        raise ServiceError("cyrus: not available")
+    @property
+    def inbox_conf(self) -> Path:
+        """For the IMAP service without altnamespace (CYRUS_INBOX_IMAP_PORT)."""
+        return self.dir / "imapd-inbox.conf"
+
+    @property
+    def sasldb(self) -> Path:
+        return self.dir / "sasldb2"
+
+    @property
+    def bin(self) -> Path:
+        return CYRUS_HOME / "usr" / "lib" / "cyrus" / "bin"
+
+    def env(self) -> dict[str, str]:
+        libs = glob.glob(str(CYRUS_HOME / "usr" / "lib" / "*" / "libcyrus.so.0"))
+        if not (self.bin / "master").exists() or not libs:
+            raise ServiceError(
+                f"cyrus is not installed in {CYRUS_HOME} (run scripts/bootstrap, which runs "
+                "scripts/install-cyrus; $OPUSH_CYRUS_DIR overrides the place)"
+            )
+        env = {**os.environ, "LD_LIBRARY_PATH": str(Path(libs[0]).parent)}
+        # Throwaway data: without fsync (libeatmydata) Cyrus is 4x faster on a slow disk.
+        eatmydata = glob.glob("/usr/lib/*/libeatmydata.so.1")
+        if eatmydata:
+            env["LD_PRELOAD"] = eatmydata[0]
+        return env
+
+    def prepare(self) -> None:
+        self.env()
+        ensure_user(CYRUS_USER)
+        make_dirs(self.dir)
+        run_dir = self.dir / "run"
+        make_dirs(
+            self.dir / "conf",
+            self.dir / "conf" / "socket",  # imapd binds its IDLE client socket there
+            self.dir / "spool",
+            run_dir,
+            run_dir / "proc",
+            run_dir / "lock",
+            run_dir / "socket",
+            owner=CYRUS_USER,
+            mode=0o750,
+        )
+        check_reachable(self.dir / "conf", CYRUS_USER)
+        for conf, altnamespace in ((self.conf, "yes"), (self.inbox_conf, "no")):
+            write_if_changed(
+                conf,
+                render(
+                    "cyrus-imapd.conf",
+                    CONF=self.dir / "conf",
+                    SPOOL=self.dir / "spool",
+                    RUN=run_dir,
+                    PIDFILE=self.pidfile,
+                    ADMIN=CYRUS_ADMIN,
+                    SASLDB=self.sasldb,
+                    DOMAIN=DOMAIN,
+                    ALTNAMESPACE=altnamespace,
+                ),
+            )
+        write_if_changed(
+            self.dir / "cyrus.conf",
+            render(
+                "cyrus.conf",
+                BIN=self.bin,
+                IMAPD_CONF=self.conf,
+                IMAPD_INBOX_CONF=self.inbox_conf,
+                HOST=HOST,
+                IMAP_PORT=CYRUS_IMAP_PORT,
+                INBOX_IMAP_PORT=CYRUS_INBOX_IMAP_PORT,
+                LMTP_PORT=CYRUS_LMTP_PORT,
+            ),
+        )
+        known = self.users()
+        for login, *_ in DEMO_USERS:
+            if demo_address(login) not in known:
+                self.add_user(demo_address(login))
+        for user in (CATCHALL, CYRUS_ADMIN):
+            if user not in known:
+                self.add_user(user)
+        self.log.touch()
+
+    def users(self) -> set[str]:
+        """Everyone in the sasldb, as ``login@domain``."""
+        if not self.sasldb.exists():
+            return set()
+        out = run([which("sasldblistusers2", "/usr/sbin/sasldblistusers2"), "-f", str(self.sasldb)])
+        return {line.partition(":")[0] for line in out.splitlines() if ":" in line}
+
+    def add_user(self, address: str, password: str = PASSWORD) -> None:
+        """A login for ``address`` (``login@domain``) with ``password``; idempotent."""
+        login, _, domain = address.partition("@")
+        cmd = [which("saslpasswd2", "/usr/sbin/saslpasswd2"), "-p", "-c", "-f", str(self.sasldb)]
+        with self._sasldb_locked():
+            proc = subprocess.run(
+                [*cmd, "-u", domain, login], input=password, capture_output=True, text=True
+            )
+            if proc.returncode != 0:
+                raise ServiceError(f"saslpasswd2 {address} failed: {proc.stdout}{proc.stderr}")
+            pw = pwd.getpwnam(CYRUS_USER)
+            os.chown(self.sasldb, pw.pw_uid, pw.pw_gid)
+            self.sasldb.chmod(0o640)
+
+    def remove_user(self, address: str) -> None:
+        login, _, domain = address.partition("@")
+        saslpasswd2 = which("saslpasswd2", "/usr/sbin/saslpasswd2")
+        with self._sasldb_locked():
+            run([saslpasswd2, "-d", "-f", str(self.sasldb), "-u", domain, login])
+
+    @contextlib.contextmanager
+    def _sasldb_locked(self) -> Iterator[None]:
+        """One writer at a time (test sessions running side by side add users)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".sasldb.lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+    def launch(self) -> None:
+        run(
+            [
+                str(self.bin / "master"),
+                "-C",
+                str(self.conf),
+                "-M",
+                str(self.dir / "cyrus.conf"),
+                "-p",
+                str(self.pidfile),
+                "-L",
+                str(self.log),
+                "-d",
+            ],
+            log=self.log,
+            env=self.env(),
+        )
 
 
 _children: list[subprocess.Popen[bytes]] = []
@@ -873,7 +1017,8 @@ def _where(name: str) -> str:
         "ldap": f"{LDAP_URL} {LDAP_BASE}",
         "postgres": f"postgresql://{POSTGRES_USER}@{HOST}:{POSTGRES_PORT}/",
         "radicale": f"http://{HOST}:{RADICALE_PORT}/",
-        "cyrus": f"imap://{HOST}:{CYRUS_IMAP_PORT} lmtp {HOST}:{CYRUS_LMTP_PORT}",
+        "cyrus": f"imap://{HOST}:{CYRUS_IMAP_PORT} lmtp {HOST}:{CYRUS_LMTP_PORT} "
+        f"(no altnamespace: imap://{HOST}:{CYRUS_INBOX_IMAP_PORT})",
     }[name]
 
 

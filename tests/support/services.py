@@ -17,6 +17,7 @@ import importlib.util
 import os
 import re
 import shutil
+import signal
 import smtplib
 import subprocess
 import sys
@@ -131,6 +132,11 @@ def run_script(action: str, *names: str) -> str:
     return proc.stdout
 
 
+def cyrus_installed() -> bool:
+    """Whether scripts/install-cyrus has unpacked Cyrus (it cannot be apt-installed here)."""
+    return bool((svc.CYRUS_HOME / "usr" / "lib" / "cyrus" / "bin" / "master").exists())
+
+
 @attrs.define
 class LocalServices:
     """Addresses, users and helpers for the local services; one per test session."""
@@ -145,6 +151,9 @@ class LocalServices:
     ldap_port: int = svc.LDAP_PORT
     postgres_port: int = svc.POSTGRES_PORT
     radicale_port: int = svc.RADICALE_PORT
+    cyrus_imap_port: int = svc.CYRUS_IMAP_PORT
+    cyrus_lmtp_port: int = svc.CYRUS_LMTP_PORT
+    cyrus_inbox_imap_port: int = svc.CYRUS_INBOX_IMAP_PORT  # the same without altnamespace
     ldap_url: str = svc.LDAP_URL
     ldap_base: str = svc.LDAP_BASE
     ldap_users_base: str = svc.LDAP_USERS_BASE
@@ -201,9 +210,13 @@ class LocalServices:
 
     # --- mail -------------------------------------------------------------------------------
 
-    def imap(self, user: str | DemoUser, password: str | None = None) -> imaplib.IMAP4:
-        """A logged-in blocking client; use it as ``with services.imap("bob") as c:``."""
-        client = imaplib.IMAP4(self.host, self.imap_port, timeout=30)
+    def imap(
+        self, user: str | DemoUser, password: str | None = None, port: int | None = None
+    ) -> imaplib.IMAP4:
+        """A logged-in blocking client; use it as ``with services.imap("bob") as c:``.
+
+        ``port=services.cyrus_imap_port`` for Cyrus."""
+        client = imaplib.IMAP4(self.host, port or self.imap_port, timeout=30)
         try:
             client.login(address(user), password or PASSWORD)
         except BaseException:
@@ -217,10 +230,13 @@ class LocalServices:
         rcpt: str | DemoUser | Iterable[str | DemoUser],
         message: bytes | str | Message,
         sender: str = f"sender@{DOMAIN}",
+        port: int | None = None,
     ) -> None:
-        """Store a message straight into Dovecot over LMTP; it is in the mailbox on return."""
+        """Store a message straight into Dovecot over LMTP; it is in the mailbox on return.
+
+        ``port=services.cyrus_lmtp_port`` delivers into Cyrus instead."""
         rcpts = [address(rcpt)] if isinstance(rcpt, str | DemoUser) else [address(r) for r in rcpt]
-        with smtplib.LMTP(self.host, self.lmtp_port, timeout=30) as lmtp:
+        with smtplib.LMTP(self.host, port or self.lmtp_port, timeout=30) as lmtp:
             refused = lmtp.sendmail(sender, rcpts, as_bytes(message))
         if refused:
             raise ServicesError(f"LMTP refused {refused}")
@@ -384,6 +400,42 @@ class LocalServices:
             self.kick(user)
         local, _, domain = user.partition("@")
         shutil.rmtree(self.state_dir / "dovecot" / "mail" / domain / local, ignore_errors=True)
+
+    # --- Cyrus (optional service, the ``cyrus`` fixture) -------------------------------------
+
+    def cyrus_user(self, user: str | None = None, password: str = PASSWORD) -> str:
+        """A Cyrus login (a new ``fresh-*`` address unless given); returns its address.
+
+        Its INBOX, Drafts, Sent and Trash appear on first login or delivery."""
+        user = address(user) if user else new_address()
+        try:
+            svc.service("cyrus", self.state_dir).add_user(user, password)
+        except svc.ServiceError as e:
+            raise ServicesError(str(e)) from None
+        return user
+
+    def cyrus_kick(self, user: str | DemoUser) -> None:
+        """End every Cyrus IMAP session of ``user`` (SIGTERM to its imapd processes)."""
+        procs = self.state_dir / "cyrus" / "run" / "proc"
+        for entry in procs.iterdir() if procs.is_dir() else ():
+            with contextlib.suppress(OSError, ValueError):
+                fields = entry.read_text().split("\t")
+                if fields[0].startswith("imap") and fields[2:3] == [address(user)]:
+                    os.kill(int(entry.name), signal.SIGTERM)
+
+    def cyrus_remove_user(self, user: str) -> None:
+        """Delete a throwaway (``fresh-*``) Cyrus user's mailboxes and login, best effort."""
+        if not user.split("@")[0].startswith(svc.FRESH_PREFIX):
+            raise ValueError(f"only fresh-* users are removed, not {user}")
+        self.cyrus_kick(user)
+        local, _, domain = user.partition("@")
+        with contextlib.suppress(Exception):
+            with self.imap(svc.CYRUS_ADMIN, port=self.cyrus_imap_port) as admin:
+                box = _quote(f"user/{local}@{domain}")
+                admin.setacl(box, svc.CYRUS_ADMIN, "lrswipkxtecda")  # admins may delete
+                admin.delete(box)
+        with contextlib.suppress(svc.ServiceError):
+            svc.service("cyrus", self.state_dir).remove_user(user)
 
     # --- DAV --------------------------------------------------------------------------------
 

@@ -277,9 +277,13 @@ class ImapMailStore:
         return merged, vanished
 
     async def _fetch_flags(
-        self, conn: ImapProtocol, items: bytes, modifiers: bytes | None = None
+        self,
+        conn: ImapProtocol,
+        items: bytes,
+        modifiers: bytes | None = None,
+        uids: bytes = b"1:*",
     ) -> tuple[dict[int, MessageFlags], list[str]]:
-        """UID FETCH 1:* of flags, converted while the answer streams in (bounded memory
+        """UID FETCH of flags (of `uids`), converted while the answer streams in (bounded memory
         for big folders: one small record per message, no response objects kept)."""
         found: dict[int, MessageFlags] = {}
         vanished: list[str] = []
@@ -297,7 +301,7 @@ class ImapMailStore:
                 return True
             return False
 
-        args: list[bytes | Literal] = [b"UID FETCH 1:*", items]
+        args: list[bytes | Literal] = [b"UID FETCH", uids, items]
         if modifiers:
             args.append(modifiers)
         check(await conn.command(*args, on_untagged=consume), "UID FETCH")
@@ -547,7 +551,11 @@ class ImapMailStore:
                     point.highestmodseq,
                     b" VANISHED" if method == "qresync" else b"",
                 )
-                fetched, vanished_specs = await self._fetch_flags(conn, items, modifier)
+                # VANISHED covers only the UIDs of the fetched set (RFC 7162 3.2.6), and in
+                # "1:*" the * is the highest UID still present (RFC 3501 6.4.8): Cyrus then
+                # omits expunges above it (Dovecot does not).  Name every UID below UIDNEXT.
+                uids = b"1:%d" % (info.uidnext - 1) if info.uidnext > 1 else b"1:*"
+                fetched, vanished_specs = await self._fetch_flags(conn, items, modifier, uids)
                 changed = sorted(fetched.values(), key=lambda m: m.uid)
                 if method == "qresync":
                     gone: set[int] = set()
@@ -780,10 +788,14 @@ class ImapMailStore:
             try:
                 await self.move(folder, uids, trash)
                 return
-            except MailboxNotFound:
-                server_trash = [
-                    f.name for f in await self.list_folders() if f.special_use is SpecialUse.TRASH
-                ]
+            except MailError as refused:
+                folders = await self.list_folders()
+                # Without altnamespace, Cyrus refuses a top-level "Trash" (outside the user's
+                # namespace) with a plain NO, no [TRYCREATE]: as missing (Opush OP-226).
+                configured_exists = any(_wire(f.name) == _wire(trash) for f in folders)
+                if configured_exists and not isinstance(refused, MailboxNotFound):
+                    raise
+                server_trash = [f.name for f in folders if f.special_use is SpecialUse.TRASH]
                 if server_trash and _wire(server_trash[0]) != _wire(folder):
                     await self.move(folder, uids, server_trash[0])
                     return

@@ -87,7 +87,7 @@ def test_qresync_changes_and_vanished_bounded_by_previous_uidnext() -> None:
             status(7, 12, 40),
             select("INBOX", 7, 12, 3, 40),
             (
-                r"UID FETCH 1:\* \(FLAGS INTERNALDATE MODSEQ\) \(CHANGEDSINCE 30 VANISHED\)",
+                r"UID FETCH 1:11 \(FLAGS INTERNALDATE MODSEQ\) \(CHANGEDSINCE 30 VANISHED\)",
                 [
                     "* VANISHED (EARLIER) 2:4,9:4000000000",
                     '* 1 FETCH (UID 5 FLAGS (\\Seen) INTERNALDATE "01-Feb-2026 10:00:00 +0000"'

@@ -1,4 +1,5 @@
-"""The IMAP backend against a real Dovecot: what the sync engine, folders and push rely on."""
+"""The IMAP backend against real servers, Dovecot and Cyrus (OBM's): what the sync engine,
+folders and push rely on.  Each test runs once per server (`mail_server`, see conftest.py)."""
 
 from __future__ import annotations
 
@@ -26,27 +27,16 @@ from opush.backends.interfaces import (
     UserIdentity,
 )
 from tests.support.imap import CuttableProxy
-from tests.support.services import DOMAIN, PASSWORD, LocalServices
+from tests.support.mailservers import MailServer
+from tests.support.services import DOMAIN, HOST, PASSWORD
 
 pytestmark = pytest.mark.integration
 
-IMAP_HOST = LocalServices.__attrs_attrs__.host.default
-IMAP_PORT = LocalServices.__attrs_attrs__.imap_port.default
 Deliver = Callable[..., None]
 
 
-@pytest.fixture
-def deliver(dovecot: LocalServices) -> Deliver:
-    """deliver(to, subject, body="hello"): straight into Dovecot over LMTP."""
-
-    def send(to: str, subject: str, body: str = "hello\n") -> None:
-        dovecot.deliver(to, dovecot.message(to, subject, body))
-
-    return send
-
-
-def settings(port: int = IMAP_PORT, timeout: float = 5.0) -> ImapSettings:
-    return ImapSettings(host=IMAP_HOST, port=port, starttls=False, timeout=timeout)
+def settings(port: int, timeout: float = 5.0) -> ImapSettings:
+    return ImapSettings(host=HOST, port=port, starttls=False, timeout=timeout)
 
 
 def credentials(address: str) -> Credentials:
@@ -55,27 +45,27 @@ def credentials(address: str) -> Credentials:
 
 
 @asynccontextmanager
-async def mailbox(address: str, port: int = IMAP_PORT, **options: Any) -> AsyncIterator[Any]:
-    backend = ImapMailBackend(reactor, settings(port), **options)
+async def mailbox(
+    server: MailServer, address: str, port: int | None = None, **options: Any
+) -> AsyncIterator[Any]:
+    backend = ImapMailBackend(reactor, settings(port or server.imap_port), **options)
     try:
         yield backend.store(credentials(address))
     finally:
         await backend.shutdown()
 
 
-def other_client(address: str) -> imaplib.IMAP4:
+def other_client(server: MailServer, address: str) -> imaplib.IMAP4:
     """A second, independent IMAP client (another device or webmail)."""
-    client = imaplib.IMAP4(IMAP_HOST, IMAP_PORT)
-    client.login(address, PASSWORD)
-    return client
+    return server.client(address)
 
 
 # --------------------------------------------------------------------------- auth
 
 
 @pytest_twisted.ensureDeferred
-async def test_login_ok_and_bad(dovecot: LocalServices) -> None:
-    auth = ImapAuth(reactor, settings())
+async def test_login_ok_and_bad(mail_server: MailServer) -> None:
+    auth = ImapAuth(reactor, settings(mail_server.imap_port))
     who = await auth.authenticate(f"{DOMAIN}\\alice", PASSWORD)
     assert (who.login, who.domain, who.email) == ("alice", DOMAIN, f"alice@{DOMAIN}")
     with pytest.raises(AuthenticationFailed):
@@ -83,7 +73,7 @@ async def test_login_ok_and_bad(dovecot: LocalServices) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_server_down_is_retryable_not_bad_password(dovecot: LocalServices) -> None:
+async def test_server_down_is_retryable_not_bad_password() -> None:
     auth = ImapAuth(reactor, settings(port=1))  # nothing listens on port 1
     with pytest.raises(MailBackendUnavailable):
         await auth.authenticate(f"alice@{DOMAIN}", PASSWORD)
@@ -93,40 +83,43 @@ async def test_server_down_is_retryable_not_bad_password(dovecot: LocalServices)
 
 
 @pytest_twisted.ensureDeferred
-async def test_special_use_folders(fresh_user: str) -> None:
-    async with mailbox(fresh_user) as store:
+async def test_special_use_folders(fresh_user: str, mail_server: MailServer) -> None:
+    async with mailbox(mail_server, fresh_user) as store:
         folders = {f.special_use: f for f in await store.list_folders() if f.special_use}
     assert folders[SpecialUse.INBOX].name == "INBOX"
-    assert folders[SpecialUse.SENT].name == "Sent"
-    assert folders[SpecialUse.DRAFTS].name == "Drafts"
-    assert folders[SpecialUse.TRASH].name == "Trash"
+    assert folders[SpecialUse.SENT].name == mail_server.folder("Sent")
+    assert folders[SpecialUse.DRAFTS].name == mail_server.folder("Drafts")
+    assert folders[SpecialUse.TRASH].name == mail_server.folder("Trash")
     assert all(f.separator == "/" and f.subscribed for f in folders.values())
 
 
 @pytest_twisted.ensureDeferred
-async def test_create_rename_delete_non_ascii_folder(fresh_user: str) -> None:
-    async with mailbox(fresh_user) as store:
-        await store.create_folder("Été/Réunions & Co")
+async def test_create_rename_delete_non_ascii_folder(
+    fresh_user: str, mail_server: MailServer
+) -> None:
+    f = mail_server.folder  # "INBOX/" first where top-level folders are not the user's
+    async with mailbox(mail_server, fresh_user) as store:
+        await store.create_folder(f("Été/Réunions & Co"))
         names = {f.name: f for f in await store.list_folders()}
-        assert names["Été/Réunions & Co"].subscribed
-        assert names["Été/Réunions & Co"].parent == "Été"
-        assert names["Été/Réunions & Co"].display_name == "Réunions & Co"
-        await store.rename_folder("Été/Réunions & Co", "Корзина 📬")
+        assert names[f("Été/Réunions & Co")].subscribed
+        assert names[f("Été/Réunions & Co")].parent == f("Été")
+        assert names[f("Été/Réunions & Co")].display_name == "Réunions & Co"
+        await store.rename_folder(f("Été/Réunions & Co"), f("Корзина 📬"))
         names = {f.name: f for f in await store.list_folders()}
-        assert "Корзина 📬" in names and names["Корзина 📬"].subscribed
-        assert "Été/Réunions & Co" not in names
-        await store.delete_folder("Корзина 📬")
-        assert "Корзина 📬" not in {f.name for f in await store.list_folders()}
+        assert f("Корзина 📬") in names and names[f("Корзина 📬")].subscribed
+        assert f("Été/Réunions & Co") not in names
+        await store.delete_folder(f("Корзина 📬"))
+        assert f("Корзина 📬") not in {f.name for f in await store.list_folders()}
         with pytest.raises(MailboxNotFound):
-            await store.delete_folder("Корзина 📬")
+            await store.delete_folder(f("Корзина 📬"))
         with pytest.raises(MailboxNotFound):
             await store.status("Nowhere")
     # The wire name really is modified UTF-7 (another client sees the same folder).
-    async with mailbox(fresh_user) as store:
-        await store.create_folder("Café")
-    client = other_client(fresh_user)
+    async with mailbox(mail_server, fresh_user) as store:
+        await store.create_folder(f("Café"))
+    client = other_client(mail_server, fresh_user)
     try:
-        typ, data = client.list('""', '"Caf*"')
+        typ, data = client.list('""', f'"{f("Caf*")}"')
         assert typ == "OK" and b"Caf&AOk-" in data[0]
     finally:
         client.logout()
@@ -137,9 +130,9 @@ async def test_create_rename_delete_non_ascii_folder(fresh_user: str) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_delivery_flag_change_and_expunge_detected_via_qresync(
-    fresh_user: str, deliver: Deliver
+    fresh_user: str, mail_server: MailServer, deliver: Deliver
 ) -> None:
-    async with mailbox(fresh_user) as store:
+    async with mailbox(mail_server, fresh_user) as store:
         caps = await store.capabilities()
         assert {"CONDSTORE", "QRESYNC", "IDLE", "MOVE", "UIDPLUS", "SPECIAL-USE"} <= caps
         first = await store.changes_since("INBOX", None)
@@ -153,7 +146,7 @@ async def test_delivery_flag_change_and_expunge_detected_via_qresync(
         assert all(m.flags == frozenset() and m.internaldate for m in new.changed)
 
         # Another client marks 1 read and expunges 2.
-        client = other_client(fresh_user)
+        client = other_client(mail_server, fresh_user)
         try:
             client.select("INBOX")
             client.uid("STORE", "1", "+FLAGS", "(\\Seen)")
@@ -176,24 +169,27 @@ async def test_delivery_flag_change_and_expunge_detected_via_qresync(
 
 
 @pytest_twisted.ensureDeferred
-async def test_uidvalidity_change_reported(fresh_user: str) -> None:
-    async with mailbox(fresh_user) as store:
-        await store.create_folder("Work")
-        await store.append("Work", b"Subject: a\r\n\r\nx\r\n")
-        before = await store.changes_since("Work", None)
-        await store.delete_folder("Work")
-        await store.create_folder("Work")
-        await store.append("Work", b"Subject: b\r\n\r\ny\r\n")
-        after = await store.changes_since("Work", before.point)
+async def test_uidvalidity_change_reported(fresh_user: str, mail_server: MailServer) -> None:
+    work = mail_server.folder("Work")
+    async with mailbox(mail_server, fresh_user) as store:
+        await store.create_folder(work)
+        await store.append(work, b"Subject: a\r\n\r\nx\r\n")
+        before = await store.changes_since(work, None)
+        await store.delete_folder(work)
+        await store.create_folder(work)
+        await store.append(work, b"Subject: b\r\n\r\ny\r\n")
+        after = await store.changes_since(work, before.point)
         if after.point.uidvalidity == before.point.uidvalidity:
-            pytest.skip("Dovecot reused the UIDVALIDITY within the same second")
+            pytest.skip(f"{mail_server.name} reused the UIDVALIDITY within the same second")
         assert after.uidvalidity_changed and [m.uid for m in after.changed] == [1]
 
 
 @pytest_twisted.ensureDeferred
-async def test_diff_fallback_matches_qresync(fresh_user: str, deliver: Deliver) -> None:
+async def test_diff_fallback_matches_qresync(
+    fresh_user: str, mail_server: MailServer, deliver: Deliver
+) -> None:
     """The snapshot diff (servers without CONDSTORE) finds the same changes."""
-    async with mailbox(fresh_user) as store:
+    async with mailbox(mail_server, fresh_user) as store:
         for i in range(3):
             deliver(fresh_user, f"m{i}")
         start = await store.changes_since("INBOX", None)
@@ -226,9 +222,11 @@ def _multipart() -> bytes:
 
 
 @pytest_twisted.ensureDeferred
-async def test_fetch_summaries_bodies_parts_and_partial(fresh_user: str, deliver: Deliver) -> None:
+async def test_fetch_summaries_bodies_parts_and_partial(
+    fresh_user: str, mail_server: MailServer, deliver: Deliver
+) -> None:
     raw = _multipart()
-    async with mailbox(fresh_user) as store:
+    async with mailbox(mail_server, fresh_user) as store:
         when = datetime(2026, 3, 5, 9, 8, 7, tzinfo=UTC)
         uid = await store.append("INBOX", raw, ["\\Seen", "$Forwarded"], when)
         assert uid == 1
@@ -261,8 +259,11 @@ async def test_fetch_summaries_bodies_parts_and_partial(fresh_user: str, deliver
 
 
 @pytest_twisted.ensureDeferred
-async def test_move_append_search_and_empty(fresh_user: str, deliver: Deliver) -> None:
-    async with mailbox(fresh_user) as store:
+async def test_move_append_search_and_empty(
+    fresh_user: str, mail_server: MailServer, deliver: Deliver
+) -> None:
+    trash, drafts = mail_server.folder("Trash"), mail_server.folder("Drafts")
+    async with mailbox(mail_server, fresh_user) as store:
         token = uuid.uuid4().hex
         deliver(fresh_user, f"budget {token}")
         deliver(fresh_user, "lunch", body="déjeuner à midi")
@@ -271,38 +272,40 @@ async def test_move_append_search_and_empty(fresh_user: str, deliver: Deliver) -
         assert await store.search("INBOX", SearchQuery(text="déjeuner")) == [2]
         assert await store.search("INBOX", SearchQuery(since=date.today())) == [1, 2, 3]
         assert await store.search("INBOX", SearchQuery(before=date(2000, 1, 1))) == []
-        everywhere = await store.search_folders(["INBOX", "Trash", "Gone"], SearchQuery(text=token))
-        assert everywhere == {"INBOX": [1], "Trash": []}
+        everywhere = await store.search_folders(["INBOX", trash, "Gone"], SearchQuery(text=token))
+        assert everywhere == {"INBOX": [1], trash: []}
 
-        mapping = await store.move("INBOX", [1, 3], "Trash")
+        mapping = await store.move("INBOX", [1, 3], trash)
         assert sorted(mapping) == [1, 3] and sorted(mapping.values()) == [1, 2]
         assert await store.search("INBOX", SearchQuery()) == [2]
         with pytest.raises(MailboxNotFound):
-            await store.move("INBOX", [2], "Nowhere")
+            await store.move("INBOX", [2], mail_server.folder("Nowhere"))
 
         await store.delete("INBOX", [2])  # DeletesAsMoves: to Trash
-        assert await store.search("Trash", SearchQuery()) == [1, 2, 3]
+        assert await store.search(trash, SearchQuery()) == [1, 2, 3]
         assert await store.search("INBOX", SearchQuery()) == []
 
-        uid = await store.append("Drafts", b"Subject: draft\r\n\r\nwip\r\n", ["\\Draft"])
+        uid = await store.append(drafts, b"Subject: draft\r\n\r\nwip\r\n", ["\\Draft"])
         assert uid == 1
-        await store.set_flags("Drafts", [1], add=["\\Seen", "$label1"], remove=["\\Draft"])
-        (draft,) = await store.fetch_summaries("Drafts", [1])
+        await store.set_flags(drafts, [1], add=["\\Seen", "$label1"], remove=["\\Draft"])
+        (draft,) = await store.fetch_summaries(drafts, [1])
         assert draft.flags == {"\\Seen", "$label1"}
 
-        await store.empty_folder("Trash")
-        assert (await store.status("Trash")).messages == 0
+        await store.empty_folder(trash)
+        assert (await store.status(trash)).messages == 0
 
 
 # --------------------------------------------------------------------------- failures
 
 
 @pytest_twisted.ensureDeferred
-async def test_connection_dropped_mid_command_then_reconnects(fresh_user: str) -> None:
-    proxy = CuttableProxy(IMAP_HOST, IMAP_PORT)
-    port = reactor.listenTCP(0, proxy, interface=IMAP_HOST)  # type: ignore[attr-defined]
+async def test_connection_dropped_mid_command_then_reconnects(
+    fresh_user: str, mail_server: MailServer
+) -> None:
+    proxy = CuttableProxy(HOST, mail_server.imap_port)
+    port = reactor.listenTCP(0, proxy, interface=HOST)  # type: ignore[attr-defined]
     try:
-        async with mailbox(fresh_user, port=port.getHost().port) as store:
+        async with mailbox(mail_server, fresh_user, port=port.getHost().port) as store:
             await store.status("INBOX")  # a pooled session exists
             proxy.stall()  # the server hangs in the middle of a write ...
             pending = defer.ensureDeferred(store.create_folder("Projects"))
@@ -323,11 +326,11 @@ async def test_connection_dropped_mid_command_then_reconnects(fresh_user: str) -
 
 
 @pytest_twisted.ensureDeferred
-async def test_stalled_server_times_out_retryably(fresh_user: str) -> None:
-    proxy = CuttableProxy(IMAP_HOST, IMAP_PORT)
-    port = reactor.listenTCP(0, proxy, interface=IMAP_HOST)  # type: ignore[attr-defined]
+async def test_stalled_server_times_out_retryably(fresh_user: str, mail_server: MailServer) -> None:
+    proxy = CuttableProxy(HOST, mail_server.imap_port)
+    port = reactor.listenTCP(0, proxy, interface=HOST)  # type: ignore[attr-defined]
     try:
-        async with mailbox(fresh_user, port=port.getHost().port) as store:
+        async with mailbox(mail_server, fresh_user, port=port.getHost().port) as store:
             await store.list_folders()
             # imap.timeoutInMs=300 for the pooled session only: a loaded machine must not
             # make the reconnection below time out too.
@@ -343,14 +346,14 @@ async def test_stalled_server_times_out_retryably(fresh_user: str) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_session_kicked_by_server_is_replaced(
-    fresh_user: str, dovecot: LocalServices
+    fresh_user: str, mail_server: MailServer
 ) -> None:
-    async with mailbox(fresh_user) as store:
+    async with mailbox(mail_server, fresh_user) as store:
         await store.status("INBOX")
         assert isinstance(store, ImapMailStore)
         pool = store.backend.pool
         assert pool.total == 1
-        dovecot.kick(fresh_user)  # doveadm kick: Dovecot ends the session
+        mail_server.kick(fresh_user)  # doveadm kick / SIGTERM to imapd: the server ends it
         for _ in range(100):
             if pool.total == 0:
                 break
@@ -377,20 +380,23 @@ async def _next_event(events: defer.DeferredQueue[MailboxEvent]) -> Any:
 @pytest.mark.parametrize("use_notify", [True, False], ids=["notify", "idle"])
 @pytest_twisted.ensureDeferred
 async def test_watch_wakes_on_delivery_and_append(
-    fresh_user: str, use_notify: bool, deliver: Deliver
+    fresh_user: str, mail_server: MailServer, use_notify: bool, deliver: Deliver
 ) -> None:
     events: defer.DeferredQueue[MailboxEvent] = defer.DeferredQueue()
-    async with mailbox(fresh_user, use_notify=use_notify) as store:
-        watch = await store.watch(["INBOX", "Sent"], events.put)
+    sent = mail_server.folder("Sent")
+    async with mailbox(mail_server, fresh_user, use_notify=use_notify) as store:
+        if use_notify and "NOTIFY" not in await store.capabilities():
+            pytest.skip(f"{mail_server.name} offers no NOTIFY (RFC 5465): push uses IDLE there")
+        watch = await store.watch(["INBOX", sent], events.put)
         try:
             deliver(fresh_user, "push me")
             event = await _next_event(events)
             assert event.folder == "INBOX"
             while events.pending:
                 events.pending.pop()
-            await store.append("Sent", b"Subject: s\r\n\r\nx\r\n")
+            await store.append(sent, b"Subject: s\r\n\r\nx\r\n")
             folders = set()
-            while "Sent" not in folders:
+            while sent not in folders:
                 folders.add((await _next_event(events)).folder)
         finally:
             await watch.stop()
@@ -400,10 +406,10 @@ async def test_watch_wakes_on_delivery_and_append(
 
 @pytest_twisted.ensureDeferred
 async def test_reused_session_sees_mail_delivered_meanwhile(
-    fresh_user: str, deliver: Deliver
+    fresh_user: str, mail_server: MailServer, deliver: Deliver
 ) -> None:
     """A pooled session keeps INBOX selected; its view must not hide new mail."""
-    async with mailbox(fresh_user) as store:
+    async with mailbox(mail_server, fresh_user) as store:
         deliver(fresh_user, "first")
         start = await store.changes_since("INBOX", None)  # selects INBOX
         deliver(fresh_user, "second")
