@@ -151,6 +151,9 @@ def build_runtime(config: Config, reactor: Any) -> tuple[Runtime, list[Any]]:
         settings=FrontDoorSettings.from_config(config),
     )
     runtime.services.update(backends.services)
+    from opush.push import install as install_push
+
+    install_push(runtime)  # Ping/Sync Wait watchers; registers services["sync_wait"]
     return runtime, stores
 
 

@@ -302,22 +302,16 @@ class MailItemSource:
             return {}
         options = email_options(request.options)
         with watch("EMAIL"):
-            summaries = await self.store.fetch_summaries(self.folder, uids, headers=True)
-            plans: dict[int, dict[str, int | None]] = {}
-            parts_of: dict[int, list[PartInfo]] = {}
-            for s in summaries:
-                parts = parts_from_bodypart(s.body)
-                parts_of[s.uid] = parts
-                plans[s.uid] = fetch_plan(parts, options, request.version)
-            fetched = await fetch_sections(self.store, self.folder, plans)
+            fetched = await fetch_for_render(
+                self.store, self.folder, uids, options, request.version
+            )
         out: dict[str, list[_Element]] = {}
-        for s in summaries:
+        for s, parts, texts in fetched:
             if any(f.lower() == "\\deleted" for f in s.flags):
                 continue
-            texts = fetched.get(s.uid, {})
             message = PartialMessage(
                 headers=s.headers or b"",
-                parts=parts_of[s.uid],
+                parts=parts,
                 size=s.size or 0,
                 texts={k: v for k, v in texts.items() if k != ""},
                 mime=texts.get(""),
@@ -393,9 +387,17 @@ class MailItemSource:
 
     async def _append_draft(self, data: _Element) -> int | None:
         message = draft_message(data, self.from_address)
+        flags = ["\\Draft"]
+        read = _child(data, "Read")
+        if read is None or (read.text or "").strip() == "1":
+            flags.append("\\Seen")
+        flag = _child(data, "Flag")
+        status = _child(flag, "Status") if flag is not None else None
+        if status is not None and (status.text or "").strip() == "2":
+            flags.append("\\Flagged")
         try:
             return await self.store.append(
-                self.folder, message, flags=("\\Draft", "\\Seen"), date=datetime.now(UTC)
+                self.folder, message, flags=flags, date=datetime.now(UTC)
             )
         except MailError as e:
             log.warn("draft APPEND refused: {error}", error=e)
@@ -441,7 +443,12 @@ def draft_message(data: _Element, from_address: str | None) -> bytes:
         btype = _child(body, "Type")
         bdata = _child(body, "Data")
         text = (bdata.text or "") if bdata is not None else ""
-        if btype is not None and (btype.text or "").strip() == "2":
+        kind = (btype.text or "").strip() if btype is not None else "1"
+        if kind == "4" and text.strip():
+            # MIME (MS-ASAIRS 2.2.2.41.1 Type 4): the device sent the whole message.
+            raw = text.encode("utf-8", "surrogateescape")
+            return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if kind == "2":
             subtype = "html"
     msg.set_content(text, subtype=subtype, charset="utf-8")
     return msg.as_bytes()
@@ -449,19 +456,121 @@ def draft_message(data: _Element, from_address: str | None) -> bytes:
 
 # --------------------------------------------------------------------------- batched fetch
 
+Rendered = tuple[MessageSummary, list[PartInfo], dict[str, bytes]]
+
+
+def _speculative_size(options: EmailOptions, version: tuple[int, int]) -> int | None:
+    """Bytes of section 1 the plan would ask for a plain 8bit text part: fetched in the same
+    command as the structure, so a simple mail costs one round trip."""
+    probe = PartInfo(path="1", content_type="text/plain", encoding="8bit", size=1 << 30)
+    plan = fetch_plan([probe], options, version)
+    size = plan.get("1", 0)
+    return size if size else None
+
+
+async def fetch_for_render(
+    store: MailStore,
+    folder: str,
+    uids: Sequence[int],
+    options: EmailOptions,
+    version: tuple[int, int],
+) -> list[Rendered]:
+    """Summary, structure and the text sections ``fetch_plan`` wants, for a window of mails.
+
+    On the IMAP store: one ``UID FETCH (FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE
+    BODY.PEEK[HEADER] BODY.PEEK[1]<0.N>)`` for the window (no ENVELOPE: the converter reads
+    the header), then one more per distinct plan only for mails whose text is elsewhere.
+    Any other MailStore: fetch_summaries + fetch_body."""
+    from opush.backends.imap.store import ImapMailStore
+
+    out: list[Rendered] = []
+    if isinstance(store, ImapMailStore):
+        first = await _imap_window(store, folder, uids, _speculative_size(options, version))
+    else:
+        summaries = await store.fetch_summaries(folder, uids, headers=True)
+        first = [(s, {}) for s in summaries]
+    missing: dict[int, dict[str, int | None]] = {}
+    staged: list[tuple[MessageSummary, list[PartInfo], dict[str, bytes]]] = []
+    for summary, texts in first:
+        parts = parts_from_bodypart(summary.body)
+        plan = fetch_plan(parts, options, version)
+        need: dict[str, int | None] = {}
+        for section, size in plan.items():
+            have = texts.get(section)
+            if have is None:
+                need[section] = size
+                continue
+            part = next((p for p in parts if p.path == section), None)
+            complete = part is not None and len(have) >= part.size
+            if size is None and not complete:
+                need[section] = size
+            elif size is not None and len(have) < size and not complete:
+                need[section] = size
+        if need:
+            missing[summary.uid] = need
+        staged.append((summary, parts, dict(texts)))
+    more = await fetch_sections(store, folder, missing) if missing else {}
+    for summary, parts, texts in staged:
+        texts.update(more.get(summary.uid, {}))
+        out.append((summary, parts, texts))
+    return out
+
+
+async def _imap_window(
+    store: Any, folder: str, uids: Sequence[int], speculative: int | None
+) -> list[tuple[MessageSummary, dict[str, bytes]]]:
+    from opush.backends.imap import parser as p
+    from opush.backends.imap.store import _chunks
+
+    items = "(UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER]"
+    if speculative:
+        items += f" BODY.PEEK[1]<0.{speculative}>"
+    request = (items + ")").encode()
+
+    async def run(conn: Any) -> dict[int, dict[str, Any]]:
+        await store._select(conn, folder)
+        merged: dict[int, dict[str, Any]] = {}
+        for chunk in _chunks(uids):
+            fetched, _ = await store._uid_fetch(conn, chunk, request)
+            merged.update(fetched)
+        return merged
+
+    merged = cast(dict[int, dict[str, Any]], await store._with(run, idempotent=True))
+    out: list[tuple[MessageSummary, dict[str, bytes]]] = []
+    for uid in uids:
+        item = merged.get(uid)
+        if item is None or "BODYSTRUCTURE" not in item:
+            continue
+        header = item.get("BODY[HEADER]")
+        texts: dict[str, bytes] = {}
+        first = item.get("BODY[1]")
+        if isinstance(first, bytes):
+            texts["1"] = first
+        elif isinstance(first, str):
+            texts["1"] = first.encode("utf-8", "surrogateescape")
+        summary = MessageSummary(
+            uid=uid,
+            flags=p.flags(item.get("FLAGS")),
+            internaldate=p.parse_internaldate(item["INTERNALDATE"])
+            if "INTERNALDATE" in item
+            else None,
+            size=p.number(item["RFC822.SIZE"]) if "RFC822.SIZE" in item else None,
+            body=p.parse_bodystructure(item["BODYSTRUCTURE"]),
+            headers=header if isinstance(header, bytes) else None,
+        )
+        out.append((summary, texts))
+    return out
+
 
 async def fetch_sections(
     store: MailStore, folder: str, plans: Mapping[int, Mapping[str, int | None]]
 ) -> dict[int, dict[str, bytes]]:
     """``BODY.PEEK[<section>]<0.N>`` for many messages: one UID FETCH per distinct plan on
-    the IMAP store (a window of 100 mails is usually one command), else one fetch_body each."""
+    the IMAP store, else one fetch_body each."""
     out: dict[int, dict[str, bytes]] = {}
     wanted = {uid: dict(plan) for uid, plan in plans.items() if plan}
     if not wanted:
         return out
-    batched = getattr(store, "fetch_sections_batch", None)
-    if batched is not None:
-        return cast(dict[int, dict[str, bytes]], await batched(folder, wanted))
     from opush.backends.imap.store import ImapMailStore
 
     if isinstance(store, ImapMailStore):
@@ -505,17 +614,14 @@ async def _imap_batch(
                 for uid, item_map in fetched.items():
                     got = out.setdefault(uid, {})
                     for section, _size in spec:
-                        value = item_map.get(f"BODY[{section.upper()}]")
+                        key = f"BODY[{section.upper()}]"
+                        value = item_map.get(key)
                         if isinstance(value, bytes):
                             got[section] = value
                         elif isinstance(value, str):
                             got[section] = value.encode("utf-8", "surrogateescape")
-                        elif value is None and f"BODY[{section.upper()}]" in item_map:
+                        elif key in item_map:
                             got[section] = b""
         return out
 
     return cast(dict[int, dict[str, bytes]], await store._with(run, idempotent=True))
-
-
-def summary_flags(summary: MessageSummary) -> MailFlags:
-    return MailFlags.from_imap(summary.flags)

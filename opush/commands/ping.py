@@ -137,7 +137,15 @@ async def handle(ctx: CommandContext, request: _Element | None) -> CommandResult
     if collections is None:
         return _answer(HIERARCHY_CHANGED)
 
+    started = ctx.runtime.clock.seconds()
     result = await wait_for_changes(ctx, collections, float(heartbeat), hierarchy=True)
+    log.debug(
+        "Ping of {device} ended after {seconds:.1f}s: {reason} {changed}",
+        device=device_id,
+        seconds=ctx.runtime.clock.seconds() - started,
+        reason=result.reason,
+        changed=list(result.changed),
+    )
     if result.reason == HIERARCHY:
         return _answer(HIERARCHY_CHANGED)
     if result.reason == CHANGES:

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -27,17 +28,18 @@ from typing import Any
 from lxml import etree
 from lxml.etree import _Element
 
-from opush.backends.interfaces import BackendUnavailable, MailboxNotFound
+from opush.backends.interfaces import BackendUnavailable, MailboxNotFound, MailError
 from opush.commands.context import CommandContext, CommandResult
 from opush.http.errors import EasStatusError
 from opush.log import Breakdown, format_summary, logger
-from opush.storage.interfaces import FolderKind, StorageError
+from opush.storage.interfaces import StorageError
 from opush.sync.engine import (
     HIERARCHY_CHANGED,
     INCOMPLETE,
     INVALID_WAIT,
     PROTOCOL_ERROR,
     RETRY,
+    SERVER_ERROR,
     ClientCommand,
     CollectionRequest,
     Summary,
@@ -154,6 +156,7 @@ def parse_collection(
             conflict=conflict,
             deletes_as_moves=deletes_as_moves,
             commands=parse_commands(_child(el, "Commands")),
+            fingerprint=hashlib.sha256(etree.tostring(el)).hexdigest()[:32],
         ),
         None,
         item_class,
@@ -252,7 +255,11 @@ async def _handle(
         raise EasStatusError(
             RETRY, message=f"{type(e).__name__}: {e} (nothing advanced)", level="warn"
         ) from e
-    return CommandResult.wbxml(E(AIRSYNC, "Sync", E(AIRSYNC, "Collections", *out)))
+    root = E(AIRSYNC, "Sync")
+    collections = etree.SubElement(root, f"{{{AIRSYNC}}}Collections")
+    for el in out:
+        collections.append(el)  # one move per collection (see engine._window)
+    return CommandResult.wbxml(root)
 
 
 async def _sync_one(
@@ -270,6 +277,17 @@ async def _sync_one(
         # The folder went away behind the device's back: it must FolderSync.
         return engine.status_outcome(
             req, HIERARCHY_CHANGED, CLASSES.get(collection.ref.kind, item_class)
+        )
+    except MailError as e:
+        # The IMAP server refused (NO/BAD): this collection only, state intact (Status 5
+        # "server error, retry", MS-ASCMD 2.2.3.177.17).
+        log.warn(
+            "Sync of collection {cid} refused by the mail server: {error}",
+            cid=req.collection_id,
+            error=e,
+        )
+        return engine.status_outcome(
+            req, SERVER_ERROR, CLASSES.get(collection.ref.kind, item_class)
         )
 
 
@@ -291,8 +309,8 @@ async def _wait_for_changes(
         collection = await ctx.runtime.state.get_collection(
             ctx.device.user, ctx.device.device_id, cid
         )
-        if collection is None or collection.ref.kind is not FolderKind.MAIL:
-            return True
+        if collection is None:
+            return True  # answered at once with Status 12
         if await has_changes(
             ctx.runtime, ctx.credentials, ctx.device.user, ctx.device.device_id, cid
         ):

@@ -16,6 +16,9 @@ import attrs
 #: MS-ASCMD 2.2.3.198: valid Wait values are 1 through 59 (minutes).
 WAIT_MIN_MINUTES = 1
 WAIT_MAX_MINUTES = 59
+#: Exchange's range (MS-ASCMD 2.2.3.88.1 note <6>), opush.ini's defaults.
+DEFAULT_MINIMUM = 60
+DEFAULT_MAXIMUM = 3540
 
 
 class HeartbeatOutOfRange(Exception):
@@ -36,8 +39,8 @@ class WaitAndHeartbeat(Exception):
 class HeartbeatBounds:
     """Accepted heartbeat range in seconds (opush.ini push.heartbeat.min/max)."""
 
-    minimum: int = 60
-    maximum: int = 3540
+    minimum: int = DEFAULT_MINIMUM
+    maximum: int = DEFAULT_MAXIMUM
 
     def __attrs_post_init__(self) -> None:
         if not 1 <= self.minimum <= self.maximum:
@@ -58,8 +61,8 @@ class HeartbeatBounds:
         section = getattr(config, "opush", None)
         low = getattr(section, "push_heartbeat_min", None)
         high = getattr(section, "push_heartbeat_max", None)
-        minimum = low if isinstance(low, int) else cls.minimum
-        maximum = high if isinstance(high, int) else cls.maximum
+        minimum = low if isinstance(low, int) else DEFAULT_MINIMUM
+        maximum = high if isinstance(high, int) else DEFAULT_MAXIMUM
         return cls(minimum, max(minimum, maximum))
 
 

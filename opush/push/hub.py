@@ -197,6 +197,8 @@ class PushHub:
         self.factories: dict[FolderKind, SourceFactory] = dict(factories or {})
         self.rng = rng or random.Random()
         self.limiter = DeferredSemaphore(max(1, settings.concurrency))
+        #: How waiters confirm hints: ctx -> WakeChecks (None: opush.push.checks.engine_checks).
+        self.checks: Callable[[Any], Any] | None = None
         #: Dedicated sessions held by watchers now (ImapMailWatcher counts itself).
         self.sessions = 0
         self._users: dict[str, _UserWatch] = {}

@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred
 from opush.backends.imap import parser as p
 from opush.backends.imap.parser import Response
 from opush.backends.imap.pool import logout, open_session
-from opush.backends.imap.protocol import DelayedCall, ImapProtocol, check
+from opush.backends.imap.protocol import DelayedCall, ImapProtocol
 from opush.backends.imap.store import ImapMailBackend, mailbox_arg
 from opush.backends.imap.utf7 import decode_mailbox
 from opush.backends.interfaces import (
@@ -111,12 +111,21 @@ class ImapMailWatcher:
             except BaseException:
                 self._drop_session_count()
                 raise
+            if self.stopped:  # stopped while logging in: nobody wants it any more
+                self._drop_session_count()
+                await logout(conn)
+                return
             self.conn = conn
             conn.listener = self._on_response
             conn.lost_callbacks.append(self._on_lost)
             caps = conn.capabilities
+            notify = False
             if settings.use_notify and "NOTIFY" in caps:
-                check(await conn.command(NOTIFY_SET), "NOTIFY")
+                result = await conn.command(NOTIFY_SET)
+                notify = result.tagged.kind == "OK"
+                if not notify:
+                    log.info("NOTIFY refused ({text}): using IDLE", text=result.tagged.text)
+            if notify:
                 self.mode = "notify"
                 await self._enter_idle()
             elif "IDLE" in caps:
@@ -235,7 +244,7 @@ class ImapMailWatcher:
             on_untagged=lambda _: True,  # events go to the listener, never accumulate
         )
         self._idle.addErrback(failed)
-        timer = conn.clock.callLater(self.hub.settings.retry_delay * 2, self._no_continuation)
+        timer = conn.clock.callLater(conn.timeout or 10.0, self._no_continuation)
         try:
             await started
         finally:

@@ -52,6 +52,7 @@ def get_hub(runtime: Runtime) -> PushHub:
     factories: dict[FolderKind, Any] = {}
     if runtime.mail is not None:
         factories[FolderKind.MAIL] = mail_factory(runtime.mail)
+    factories.update(runtime.services.get("push_sources") or {})  # profiles' (obm: PIM)
     hub = PushHub(runtime.clock, PushSettings.from_config(runtime.config), factories)
     runtime.services["push"] = hub
     trigger = getattr(runtime.clock, "addSystemEventTrigger", None)
@@ -97,7 +98,7 @@ async def wait_for_changes(
     """Hang up to `heartbeat` seconds for confirmed changes in `collections` (and, with
     `hierarchy`, a hierarchy change since the device's last FolderSync)."""
     hub = hub or get_hub(ctx.runtime)
-    checks = checks or engine_checks(ctx)
+    checks = checks or (hub.checks or engine_checks)(ctx)
     by_key: dict[FolderKey, list[Collection]] = {}
     for c in collections:
         by_key.setdefault((c.ref.kind, c.ref.backend_id), []).append(c)
@@ -111,8 +112,11 @@ async def wait_for_changes(
         signal.fire()
 
     def interrupt(result: object) -> object:
+        # Acted on in the next reactor turn, never inside the interrupter's call: the front
+        # door fires this before queueing the newer request, and a Ping ending
+        # synchronously would close the device's lane under it.
         state["interrupted"] = True
-        signal.fire()
+        hub.clock.callLater(0, signal.fire)
         return result
 
     timer: Any = hub.clock.callLater(heartbeat, expire)

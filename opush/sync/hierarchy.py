@@ -135,7 +135,10 @@ SOURCE_FACTORIES: list[SourceFactory] = [_mail_source]
 
 
 def sources_for(runtime: Any, credentials: Credentials) -> list[FolderSource]:
-    return [s for f in SOURCE_FACTORIES if (s := f(runtime, credentials)) is not None]
+    # Profiles add theirs as runtime.services["folder_sources"] (obm: calendar, contacts).
+    extra = getattr(runtime, "services", {}).get("folder_sources") or []
+    factories = [*SOURCE_FACTORIES, *extra]
+    return [s for f in factories if (s := f(runtime, credentials)) is not None]
 
 
 # ------------------------------------------------------------------------------ snapshots

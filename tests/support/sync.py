@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from typing import Any
 
 import attrs
@@ -46,6 +45,7 @@ class _Relay(protocol.Protocol):
         if self.client_side and self.proxy.trigger is not None and self.proxy.trigger in data:
             self.proxy.trigger = None
             self.proxy.tripped += 1
+            self.proxy.refuse = self.proxy.down_after_trip
             self.proxy.cut()
             return
         if self.peer is not None:
@@ -105,7 +105,10 @@ class ImapProxy:
     #: Drop every connection when the client side sends bytes containing this.
     trigger: bytes | None = None
     tripped: int = 0
+    #: Refuse new connections (the server is down) ...
     refuse: bool = False
+    #: ... from the moment the trigger trips (else a reconnect would succeed at once).
+    down_after_trip: bool = True
 
     def start(self) -> int:
         factory = protocol.Factory()
@@ -206,7 +209,12 @@ class EasDevice:
 
     def post(self, command: str, tree: etree._Element | None) -> requests.Response:
         t = self.client._transport
-        query = {"Cmd": command, "User": self.user, "DeviceId": t.device_id, "DeviceType": "SyncTest"}
+        query = {
+            "Cmd": command,
+            "User": self.user,
+            "DeviceId": t.device_id,
+            "DeviceType": "SyncTest",
+        }
         headers = {
             "Content-Type": "application/vnd.ms-sync.wbxml",
             "MS-ASProtocolVersion": self.version,
@@ -350,7 +358,9 @@ class DeviceView:
                 self.items.pop(sid, None)
 
     def state(self) -> dict[str, tuple[bool, bool]]:
-        return {sid: (p.get("read", False), p.get("flagged", False)) for sid, p in self.items.items()}
+        return {
+            sid: (p.get("read", False), p.get("flagged", False)) for sid, p in self.items.items()
+        }
 
 
 def _props(cmd: etree._Element) -> dict[str, Any]:
@@ -373,18 +383,21 @@ def _props(cmd: etree._Element) -> dict[str, Any]:
 # --------------------------------------------------------------------------- mailbox
 
 
-def make_message(to: str, subject: str, body: str = "hello\n", date: datetime | None = None) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = "Sender <sender@example.org>"
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg["Message-ID"] = f"<{uuid.uuid4().hex}@example.org>"
-    if date is not None:
-        from email.utils import format_datetime
+def make_message(
+    to: str, subject: str, body: str = "hello\n", date: datetime | None = None
+) -> bytes:
+    """A plain-text RFC 5322 message (built by hand: the email package is slow for bulk)."""
+    from email.utils import format_datetime
 
-        msg["Date"] = format_datetime(date)
-    msg.set_content(body)
-    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    when = format_datetime(date or datetime.now(UTC))
+    text = body.replace("\r\n", "\n").replace("\n", "\r\n")
+    return (
+        f"From: Sender <sender@example.org>\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        f"Date: {when}\r\nMessage-ID: <{uuid.uuid4().hex}@example.org>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n"
+        f"{text}"
+    ).encode()
 
 
 def append_messages(
@@ -405,7 +418,7 @@ def append_messages(
 def mailbox_state(client: imaplib.IMAP4, folder: str) -> dict[int, tuple[bool, bool]]:
     """uid -> (seen, flagged) of the undeleted messages."""
     client.select(f'"{folder}"', readonly=True)
-    typ, data = client.uid("FETCH", "1:*", "(FLAGS)")
+    _, data = client.uid("FETCH", "1:*", "(FLAGS)")
     out: dict[int, tuple[bool, bool]] = {}
     for line in data or []:
         if not isinstance(line, bytes) or b"UID" not in line:
@@ -419,5 +432,68 @@ def mailbox_state(client: imaplib.IMAP4, folder: str) -> dict[int, tuple[bool, b
     return out
 
 
-def as_view(collection_id: int, state: Mapping[int, tuple[bool, bool]]) -> dict[str, tuple[bool, bool]]:
+def as_view(
+    collection_id: int, state: Mapping[int, tuple[bool, bool]]
+) -> dict[str, tuple[bool, bool]]:
     return {f"{collection_id}:{uid}": v for uid, v in state.items()}
+
+
+def multiappend(
+    host: str,
+    port: int,
+    user: str,
+    folder: str,
+    messages: Iterable[bytes],
+    *,
+    password: str = "secret",
+    batch: int = 500,
+    flags: str = "",
+) -> int:
+    """Bulk load: MULTIAPPEND (RFC 3502) with non-synchronizing literals (RFC 7888), a few
+    hundred messages per command; ~50x faster than one imaplib APPEND each."""
+    import socket
+
+    sock = socket.create_connection((host, port), timeout=120)
+    f = sock.makefile("rb")
+    tag = 0
+
+    def command(data: bytes) -> None:
+        nonlocal tag
+        tag += 1
+        t = f"b{tag}".encode()
+        sock.sendall(t + b" " + data + b"\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                raise RuntimeError("IMAP connection closed")
+            if line.startswith(t + b" "):
+                if not line.startswith(t + b" OK"):
+                    raise RuntimeError(line.decode(errors="replace"))
+                return
+
+    try:
+        f.readline()  # greeting
+        command(f'LOGIN "{user}" "{password}"'.encode())
+        count = 0
+        chunk: list[bytes] = []
+        mailbox = f'"{folder}"'.encode()
+
+        def flush() -> None:
+            if not chunk:
+                return
+            parts = [b"APPEND " + mailbox]
+            for m in chunk:
+                parts.append(b" (" + flags.encode() + b") {" + str(len(m)).encode() + b"+}\r\n" + m)
+            command(b"".join(parts))
+            chunk.clear()
+
+        for m in messages:
+            chunk.append(m)
+            count += 1
+            if len(chunk) >= batch:
+                flush()
+        flush()
+        command(b"LOGOUT")
+        return count
+    finally:
+        sock.close()

@@ -18,6 +18,7 @@ from opush.backends.obmsync.auth import ObmSyncAuth, ObmSyncConsoleAuth
 from opush.backends.obmsync.client import ObmSyncClient
 from opush.backends.obmsync.hosts import LocatedMailBackend, MailHosts
 from opush.backends.obmsync.locator import OBM_SYNC, Locator, obm_sync_services_url
+from opush.backends.obmsync.pim import pim_services
 from opush.backends.obmsync.transport import AgentTransport
 from opush.config import Config
 from opush.log import logger
@@ -156,6 +157,8 @@ def build(
             "console_auth": ObmSyncConsoleAuth(
                 client, config.console.console_authentication_domain
             ),
+            # Calendars, address books: sync, folder and push sources, MeetingResponse hook.
+            **pim_services(client),
         },
         "closeables": [_Closer(client, transport), devices],
     }

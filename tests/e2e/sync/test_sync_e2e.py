@@ -1,0 +1,278 @@
+"""Sync and GetItemEstimate end to end: pyactivesync (and raw trees at 12.1/14.1/16.1) against
+a listening opush with the real Dovecot (through a cuttable proxy)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+import pytest_twisted
+from lxml import etree
+from pyactivesync import EmailChange
+from twisted.internet.threads import deferToThread
+
+from opush.wbxml import E, ns
+from tests.e2e.sync.conftest import SyncServer
+from tests.support.services import LocalServices
+from tests.support.sync import (
+    DeviceView,
+    EasDevice,
+    as_view,
+    body_options,
+    change_command,
+    child_text,
+    delete_command,
+    fetch_command,
+    flag_prop,
+    mailbox_state,
+    make_message,
+    multiappend,
+    read_prop,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+T = TypeVar("T")
+A = ns.AIRSYNC
+
+
+async def blocking(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+    return await deferToThread(fn, *args, **kw)
+
+
+async def device(
+    server: SyncServer, user: str, device_id: str, version: str = "14.1"
+) -> tuple[EasDevice, dict[str, int]]:
+    dev = EasDevice(server.host, user, device_id, version)
+    await blocking(dev.provision)
+    return dev, await server.map_folders(user, device_id)
+
+
+def load(services: LocalServices, user: str, count: int, folder: str = "INBOX") -> None:
+    messages = [make_message(user, f"msg {i}") for i in range(count)]
+    multiappend(services.host, services.imap_port, user, folder, messages)
+
+
+def state_of(services: LocalServices, user: str, folder: str = "INBOX") -> dict[int, Any]:
+    with services.imap(user) as imap:
+        return mailbox_state(imap, folder)
+
+
+@pytest_twisted.ensureDeferred
+async def test_initial_sync_300_in_windows_of_25_with_pyactivesync(
+    syncserver: SyncServer, dovecot: LocalServices, fresh_user: str
+) -> None:
+    load(dovecot, fresh_user, 300)
+    dev, folders = await device(syncserver, fresh_user, "SYNCE2E300")
+    c = dev.client
+    inbox = str(folders["INBOX"])
+    result = await blocking(lambda: c.sync_folder(inbox, "0"))
+    key = result.sync_key
+    seen: list[str] = []
+    rounds = 0
+    previous = key
+    while True:
+        previous = key
+        result = await blocking(c.sync_folder, inbox, previous, window_size=25)
+        rounds += 1
+        assert len(result.added) <= 25
+        seen.extend(item.server_id for item in result.added)
+        key = result.sync_key
+        if not result.more_available:
+            break
+    assert rounds == 12
+    assert len(seen) == len(set(seen)) == 300  # each exactly once
+    assert set(seen) == {f"{inbox}:{u}" for u in state_of(dovecot, fresh_user)}
+    # A retried SyncKey (the last answer was lost): the same answer again.
+    again = await blocking(lambda: c.sync_folder(inbox, previous, window_size=25))
+    assert again.sync_key == key
+    assert [i.server_id for i in again.added] == [i.server_id for i in result.added]
+    nothing = await blocking(lambda: c.sync_folder(inbox, key, window_size=25))
+    assert not nothing.added and not nothing.changed and not nothing.deleted
+    key = nothing.sync_key
+
+    # Incremental, both ways: the device marks read, flags and deletes; the server delivers,
+    # flags and expunges.
+    ids = sorted(seen, key=lambda s: int(s.split(":")[1]))
+    changes = [
+        EmailChange(server_id=ids[0], read=True),
+        EmailChange(server_id=ids[1], flagged=True),
+        EmailChange(server_id=ids[2], delete=True),
+    ]
+    applied = await blocking(lambda: c.apply_email_changes(inbox, key, changes))
+    assert set(applied.statuses.values()) == {"1"}
+    key = applied.sync_key
+    mailbox = state_of(dovecot, fresh_user)
+    uid0, uid1, uid2 = (int(i.split(":")[1]) for i in ids[:3])
+    assert mailbox[uid0] == (True, False) and mailbox[uid1] == (False, True)
+    assert uid2 not in mailbox
+    assert len(state_of(dovecot, fresh_user, "Trash")) == 1  # DeletesAsMoves
+    # Our own changes are not echoed back.
+    echo = await blocking(lambda: c.sync_folder(inbox, key))
+    assert not echo.added and not echo.changed and not echo.deleted
+    key = echo.sync_key
+    load(dovecot, fresh_user, 2)
+    uid3 = int(ids[3].split(":")[1])
+    uid4 = int(ids[4].split(":")[1])
+    with dovecot.imap(fresh_user) as imap:
+        imap.select("INBOX")
+        imap.uid("STORE", str(uid3), "+FLAGS", "(\\Seen)")
+        imap.uid("STORE", str(uid4), "+FLAGS", "(\\Deleted)")
+        imap.expunge()
+    result = await blocking(lambda: c.sync_folder(inbox, key))
+    assert len(result.added) == 2
+    assert [i.server_id for i in result.changed] == [ids[3]]
+    assert result.changed[0].fields.get("Email.Read") == "1"
+    assert result.deleted == [ids[4]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_retry_answers_identically_and_unknown_key_restarts(
+    syncserver: SyncServer, dovecot: LocalServices, fresh_user: str
+) -> None:
+    load(dovecot, fresh_user, 10)
+    dev, folders = await device(syncserver, fresh_user, "SYNCE2ERETRY")
+    inbox = folders["INBOX"]
+    k0 = (await blocking(lambda: dev.sync(inbox, "0"))).sync_key
+    assert k0
+    first = await blocking(lambda: dev.sync(inbox, k0, window=4, options=body_options()))
+    load(dovecot, fresh_user, 1)
+    retry = await blocking(lambda: dev.sync(inbox, k0, window=4, options=body_options()))
+    assert retry.raw == first.raw  # byte for byte
+    unknown = await blocking(lambda: dev.sync(inbox, "not-a-key", window=4))
+    assert unknown.status == 3
+    view = DeviceView()
+    key = (await blocking(lambda: dev.sync(inbox, "0"))).sync_key or ""
+    while True:
+        a = await blocking(dev.sync, inbox, key, window=4)
+        view.apply(a)
+        key = a.sync_key or ""
+        if not a.more:
+            break
+    assert len(view.items) == 11 and not view.duplicates
+
+
+@pytest_twisted.ensureDeferred
+async def test_imap_dropped_mid_sync_is_retryable_and_loses_nothing(
+    syncserver: SyncServer, dovecot: LocalServices, fresh_user: str
+) -> None:
+    load(dovecot, fresh_user, 12)
+    dev, folders = await device(syncserver, fresh_user, "SYNCE2EDROP")
+    inbox = folders["INBOX"]
+    k0 = (await blocking(lambda: dev.sync(inbox, "0"))).sync_key or ""
+    view = DeviceView()
+    a = await blocking(lambda: dev.sync(inbox, k0, window=5, options=body_options()))
+    view.apply(a)
+    key = a.sync_key or ""
+    # The IMAP connection dies while opush fetches the window's bodies.
+    syncserver.proxy.trigger = b"BODY.PEEK["
+    dropped = await blocking(lambda: dev.sync(inbox, key, window=5))
+    assert syncserver.proxy.tripped == 1
+    assert dropped.http_status == 200 and dropped.status == 16  # MS-ASCMD Sync Status 16 Retry
+    syncserver.proxy.refuse = False  # the server is back
+    # The next Sync with the same key completes: nothing lost, nothing twice.
+    while True:
+        a = await blocking(dev.sync, inbox, key, window=5)
+        assert a.status == 1
+        view.apply(a)
+        key = a.sync_key or ""
+        if not a.more:
+            break
+    assert not view.duplicates
+    assert set(view.items) == set(as_view(inbox, state_of(dovecot, fresh_user)))
+
+
+@pytest_twisted.ensureDeferred
+async def test_get_item_estimate(
+    syncserver: SyncServer, dovecot: LocalServices, fresh_user: str
+) -> None:
+    load(dovecot, fresh_user, 9)
+    dev, folders = await device(syncserver, fresh_user, "SYNCE2EGIE")
+    inbox = folders["INBOX"]
+    assert (await blocking(lambda: dev.estimate(inbox, "0")))[0] == 3  # not primed
+    k0 = (await blocking(lambda: dev.sync(inbox, "0"))).sync_key or ""
+    assert await blocking(lambda: dev.estimate(inbox, k0)) == (1, 9)
+    a = await blocking(lambda: dev.sync(inbox, k0, window=4))
+    load(dovecot, fresh_user, 2)
+    assert await blocking(lambda: dev.estimate(inbox, a.sync_key or "")) == (1, 7)
+    assert (await blocking(lambda: dev.estimate(inbox, "stale")))[0] == 4
+    assert (await blocking(lambda: dev.estimate(99, a.sync_key or "")))[0] == 2
+    # pyactivesync's own request (16.1).
+    est = await blocking(lambda: dev.client.get_item_estimate(str(inbox), a.sync_key or ""))
+    assert est == 7
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("version", ["12.1", "14.1", "16.1"])
+async def test_version_shaping_fetch_and_invalid_ids(
+    syncserver: SyncServer, dovecot: LocalServices, fresh_user: str, version: str
+) -> None:
+    load(dovecot, fresh_user, 2)
+    dev, folders = await device(syncserver, fresh_user, f"SYNCE2EV{version[:2]}", version)
+    inbox = folders["INBOX"]
+    k0 = (await blocking(lambda: dev.sync(inbox, "0", item_class="Email"))).sync_key or ""
+    a = await blocking(lambda: dev.sync(inbox, k0, options=body_options(200), item_class="Email"))
+    assert a.collection is not None
+    has_class = a.collection.find(f"{{{A}}}Class") is not None
+    assert has_class == (version < "14.0")  # Class only before 14.0
+    add = a.of("Add")[0]
+    data = add.find(f"{{{A}}}ApplicationData")
+    assert data is not None
+    assert (data.find(f"{{{ns.EMAIL2}}}ConversationId") is not None) == (version >= "14.0")
+    assert (data.find(f"{{{ns.EMAIL2}}}IsDraft") is not None) == (version >= "16.0")
+    sid = child_text(add, "ServerId") or ""
+    b = await blocking(
+        lambda: dev.sync(
+            inbox,
+            a.sync_key or "",
+            commands=[
+                change_command("junk", read_prop(True)),
+                delete_command(f"{inbox}:99999"),
+                fetch_command(sid),
+                change_command(sid, read_prop(True), flag_prop(True)),
+            ],
+        )
+    )
+    assert b.status == 1
+    statuses = {
+        (etree.QName(r).localname, child_text(r, "ServerId")): child_text(r, "Status")
+        for r in b.responses()
+    }
+    assert statuses == {
+        ("Change", "junk"): "8",
+        ("Delete", f"{inbox}:99999"): "8",
+        ("Fetch", sid): "1",
+    }
+    tags = [etree.QName(c).localname for c in b.collection]  # type: ignore[union-attr]
+    assert "Commands" not in tags or tags.index("Responses") < tags.index("Commands")
+    uid = int(sid.split(":")[1])
+    assert state_of(dovecot, fresh_user)[uid] == (True, True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_drafts_add_16(
+    syncserver: SyncServer, dovecot: LocalServices, fresh_user: str
+) -> None:
+    dev, folders = await device(syncserver, fresh_user, "SYNCE2EDRAFT", "16.1")
+    drafts = folders["Drafts"]
+    c = dev.client
+    key = (await blocking(lambda: c.sync_folder(str(drafts), "0"))).sync_key
+    key = (await blocking(lambda: c.sync_folder(str(drafts), key))).sync_key
+    message = make_message("bob@example.org", "a draft", "draft body\n")
+    import email
+
+    added = await blocking(
+        lambda: c.create_email_draft(str(drafts), key, email.message_from_bytes(message))
+    )
+    assert added.status == "1" and added.server_id
+    with dovecot.imap(fresh_user) as imap:
+        imap.select("Drafts", readonly=True)
+        _, data = imap.uid("FETCH", added.server_id.split(":")[1], "(FLAGS BODY.PEEK[])")
+    raw = b"".join(p[1] for p in data if isinstance(p, tuple))
+    assert b"a draft" in raw and b"\\Draft" in (data[0][0] if isinstance(data[0], tuple) else b"")
+    after = await blocking(lambda: c.sync_folder(str(drafts), added.sync_key))
+    assert not after.added  # not echoed
+
+
+def _unused(*_: Any) -> None:
+    E(A, "Sync")

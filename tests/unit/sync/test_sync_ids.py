@@ -1,0 +1,71 @@
+"""ServerIds, compressed id sets and the pending-window encoding."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from opush.sync.ids import IdSet, InvalidServerId, parse_mail_server_id, parse_server_id, server_id
+from opush.sync.state import CollectionState, decode_pending, encode_pending
+
+ids = st.one_of(
+    st.integers(min_value=0, max_value=300).map(str),
+    st.text(alphabet="abc-=:0", min_size=1, max_size=4),
+)
+
+
+@given(st.lists(st.tuples(st.booleans(), ids), max_size=200))
+@settings(max_examples=200)
+def test_idset_behaves_like_a_set(ops: list[tuple[bool, str]]) -> None:
+    model: set[str] = set()
+    s = IdSet()
+    for add, i in ops:
+        if add:
+            model.add(i)
+            s.add(i)
+        else:
+            model.discard(i)
+            s.discard(i)
+    assert set(s) == model
+    assert len(s) == len(model)
+    assert all(i in s for i in model)
+    assert set(IdSet.decode(s.encode())) == model
+
+
+def test_dense_uids_are_one_range() -> None:
+    s = IdSet(str(u) for u in range(1, 20001))
+    assert s.encode() == ["1-20000"]
+    s.discard("500")
+    assert s.encode() == ["1-499", "501-20000"]
+
+
+@given(st.lists(st.tuples(ids, st.sampled_from("acds")), max_size=100, unique_by=lambda t: t[0]))
+def test_pending_round_trip(items: list[tuple[str, str]]) -> None:
+    assert list(decode_pending(encode_pending(items))) == items
+
+
+def test_pending_runs_are_compact() -> None:
+    items = [(str(u), "a") for u in range(5000, 0, -1)]
+    assert encode_pending(items) == [["a", 5000, 1]]
+
+
+def test_state_json_round_trip() -> None:
+    st_ = CollectionState(cursor={"uidvalidity": 1}, filter_type=3, options=["<x/>"])
+    st_.have.add("5")
+    st_.pending["7"] = "a"
+    again = CollectionState.from_json(st_.to_json())
+    assert again.to_json() == st_.to_json()
+
+
+def test_server_ids() -> None:
+    assert server_id(5, 42) == "5:42"
+    assert parse_server_id("5:42") == (5, "42")
+    assert parse_mail_server_id("5:42", 5) == (5, 42)
+    for bad in ("", "5", ":4", "x:4", "5:", None):
+        with pytest.raises(InvalidServerId):
+            parse_server_id(bad)
+    with pytest.raises(InvalidServerId):
+        parse_server_id("6:1", 5)
+    with pytest.raises(InvalidServerId):
+        parse_mail_server_id("5:0")
