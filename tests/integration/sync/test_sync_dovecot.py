@@ -170,7 +170,7 @@ def _state_machine(services: LocalServices, user: str, store: Any) -> None:
             assert not self.view.duplicates and not self.view.problems
 
     Machine.TestCase.settings = settings(
-        max_examples=15,
+        max_examples=10,
         stateful_step_count=15,
         deadline=None,
         suppress_health_check=list(HealthCheck),

@@ -182,8 +182,8 @@ class SyncMachineCondstore(SyncMachine):
 
 
 _settings = settings(
-    max_examples=150,
-    stateful_step_count=40,
+    max_examples=100,
+    stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
