@@ -451,9 +451,14 @@ class ImapMailStore:
 
     async def _status(self, conn: ImapProtocol, folder: str) -> FolderStatus:
         if conn.selected == _wire(folder):
-            # STATUS of the selected mailbox answers from the session's view (Dovecot):
-            # refresh it first or a new delivery goes unnoticed.
-            check(await conn.command(b"NOOP"), "NOOP")
+            # STATUS of the selected mailbox answers from the session's view (Dovecot): a new
+            # delivery, or the folder deleted and recreated elsewhere (new UIDVALIDITY), would
+            # go unnoticed. Leave it (RFC 3691 UNSELECT: no expunge) or at least refresh it.
+            if "UNSELECT" in conn.capabilities:
+                check(await conn.command(b"UNSELECT"), "UNSELECT")
+                conn.selected = None
+            else:
+                check(await conn.command(b"NOOP"), "NOOP")
         items = b"(MESSAGES UIDNEXT UIDVALIDITY UNSEEN"
         if "CONDSTORE" in conn.capabilities:
             items += b" HIGHESTMODSEQ"
