@@ -360,9 +360,26 @@ async def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
             await sleep(2)
         if failed:
             print(f"  {len(failed)} Pings failed on the client side: {failed[0]!r}")
+        for _ in range(3):
+            # A device answered at once (e.g. Status 111 "retry later" while the IMAP server
+            # was saturated by the burst) Pings again, as a phone would.
+            again = [d for d in devices if answers[id(d)].called]
+            if not again:
+                break
+            print(f"  {len(again)} answered early (IMAP busy): they Ping again")
+            failed.clear()
+            await sleep(5)
+            await gather(again, send_ping, args.concurrency)
+            await sleep(10)
+        held = await active_requests(base_url)
         early = [d for d in devices if answers[id(d)].called]
         print(f"Pings held: {held} in {time.monotonic() - t0:.1f} s ({len(early)} answered early)")
-        await sleep(5)
+        # "Active" counts Pings still running their first checks (one LIST and one STATUS
+        # each, under opush's concurrency limit): wait until the server is quiet.
+        settle = time.monotonic()
+        while time.monotonic() - settle < 600 and await cpu_share(pid, 5) > 10.0:
+            pass
+        print(f"  settled {time.monotonic() - settle:.0f} s later")
         rss_after = rss_kb(pid)
         cpu_idle = await cpu_share(pid, args.idle_seconds)
         per_ping_kb = (rss_after - rss_before) / max(1, held)
@@ -380,7 +397,12 @@ async def run(args: argparse.Namespace, base: Path) -> dict[str, Any]:
             answer.addCallback(lambda r, got=got: got.append(time.monotonic()) or r)
             await threads.deferToThread(deliver, d.user, services.lmtp_port)
             delivered = time.monotonic()
-            code, tree = await answer
+            answer.addTimeout(args.answer_timeout, R)
+            try:
+                code, tree = await answer
+            except defer.TimeoutError:
+                print(f"  {d.user}: no answer {args.answer_timeout:.0f} s after the delivery")
+                continue
             status = ping_answer(tree).status if tree is not None else None
             if code != 200 or status != 2:
                 print(f"  {d.user}: unexpected answer HTTP {code} Status {status}")
@@ -429,6 +451,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--imap-pool", type=int, default=100)
+    parser.add_argument("--answer-timeout", type=float, default=30.0)
     parser.add_argument("--quick", action="store_true", help="500 devices, 100 users")
     args = parser.parse_args()
     if args.quick:

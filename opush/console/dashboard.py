@@ -33,8 +33,9 @@ class Dashboard:
         waiting: list[Deferred[None]] = []
 
         def wake(_: object = None) -> None:
-            while waiting:
-                d = waiting.pop()
+            pending = list(waiting)
+            waiting.clear()
+            for d in pending:
                 if not d.called:
                     d.callback(None)
 

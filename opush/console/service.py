@@ -18,7 +18,7 @@ from twisted.conch.ssh.keys import Key
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.interfaces import IProtocolFactory
-from twisted.logger import ILogObserver
+from twisted.logger import ILogObserver, Logger
 
 from opush.console.auth import AdminPasswordChecker, AdminPolicy, AuthorizedKeysChecker
 from opush.console.commands import ConsoleApp
@@ -33,6 +33,10 @@ log = logger("CONTAINER")
 class ConsoleFactory(SSHFactory):
     """Conch's SSH server with our keys; Diffie-Hellman group exchange is not offered
     (no moduli file), the fixed groups and curve25519 are."""
+
+    #: Conch says at every connection that it has no moduli file; we know.
+    _log = Logger(observer=cast(ILogObserver, lambda event: None))
+    noisy = False
 
     def __init__(self, portal: Portal, host_key: Key) -> None:
         self.portal = portal

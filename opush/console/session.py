@@ -131,7 +131,8 @@ class TerminalShell(HistoricRecvLine):
     # Terminal (opush.console.commands)
     def write(self, text: str) -> None:
         if not self._closed:
-            self.terminal.write(text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8"))
+            # insults turns \n into \r\n itself.
+            self.terminal.write(text.replace("\r\n", "\n").encode("utf-8"))
 
     def size(self) -> tuple[int, int]:
         return self.width, self.height

@@ -41,9 +41,10 @@ class WakeChecks(Protocol):
 class EngineChecks:
     """The sync engine's and the hierarchy code's own answers."""
 
-    def __init__(self, ctx: CommandContext, probe: Any) -> None:
+    def __init__(self, ctx: CommandContext, probe: Any, hub: Any = None) -> None:
         self.ctx = ctx
         self.probe = probe
+        self.hub = hub
 
     async def prepare(self, collections: list[Collection]) -> None:
         return None
@@ -61,7 +62,7 @@ class EngineChecks:
         )
 
     async def hierarchy(self) -> bool:
-        return await hierarchy_changed(self.ctx)
+        return await hierarchy_changed(self.ctx, self.hub)
 
 
 class BaselineChecks:
@@ -95,12 +96,43 @@ class BaselineChecks:
         return await hierarchy_changed(self.ctx)
 
 
-async def hierarchy_changed(ctx: CommandContext) -> bool:
+class _CachedSource:
+    """A FolderSource whose listing comes from the hub while the user's watcher is live."""
+
+    def __init__(self, source: Any, hub: Any, user: str) -> None:
+        self.source = source
+        self.hub = hub
+        self.user = user
+        self.kind = source.kind
+
+    async def list_folders(self) -> Any:
+        cached, generation = self.hub.listing(self.user, self.kind)
+        if cached is not None:
+            return cached
+        listing = await self.source.list_folders()
+        self.hub.remember_listing(self.user, self.kind, listing, generation)
+        return listing
+
+    async def close(self) -> None:
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            await close()
+
+
+async def hierarchy_changed(ctx: CommandContext, hub: Any = None) -> bool:
+    """``opush.sync.hierarchy``'s answer (the device's last FolderSync state against the
+    backends' listing), the listing shared per user while push watches that user."""
+    from opush.sync.hierarchy import Hierarchy, close_sources, sources_for
+
+    user = ctx.device.user
+    sources: list[Any] = sources_for(ctx.runtime, ctx.credentials)
+    if hub is not None:
+        sources = [_CachedSource(s, hub, user) for s in sources]
+    hierarchy = Hierarchy(ctx.runtime.state, user, ctx.device.device_id, sources)
     try:
-        from opush.sync.hierarchy import hierarchy_changed as changed
-    except ImportError:  # pragma: no cover - the folder code ships with push
-        return False
-    return bool(await changed(ctx.runtime, ctx.credentials, ctx.device.user, ctx.device.device_id))
+        return bool(await hierarchy.changed_since())
+    finally:
+        await close_sources(sources)
 
 
 def engine_checks(ctx: CommandContext) -> WakeChecks:
@@ -109,4 +141,4 @@ def engine_checks(ctx: CommandContext) -> WakeChecks:
         from opush.sync import probe
     except ImportError:
         return BaselineChecks(ctx)
-    return EngineChecks(ctx, probe.has_changes)
+    return EngineChecks(ctx, probe.has_changes, ctx.runtime.services.get("push"))

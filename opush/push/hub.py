@@ -203,6 +203,10 @@ class PushHub:
         self.sessions = 0
         self._users: dict[str, _UserWatch] = {}
         self._closed = False
+        #: (user, kind) -> that user's folder listing, kept only while the user's watcher of
+        #: that kind is live and reported no hierarchy change (see `listing`).
+        self._listings: dict[tuple[str, FolderKind], Any] = {}
+        self._generations: dict[tuple[str, FolderKind], int] = {}
 
     # ------------------------------------------------------------------ waiters
 
@@ -239,6 +243,7 @@ class PushHub:
             return
         del self._users[watch.user]
         for kind in list(watch.sources):
+            self._forget_listing(watch.user, kind)
             ensureDeferred(self._stop_source(watch, kind))
 
     # ------------------------------------------------------------------ sources
@@ -268,6 +273,7 @@ class PushHub:
 
         def lost() -> None:
             # The source died (session dropped): waiters check everything, we restart.
+            self._forget_listing(watch.user, kind)
             emit(Hint(kind, resync=True))
             current = watch.sources.get(kind)
             if current is entry and self._users.get(watch.user) is watch:
@@ -329,7 +335,34 @@ class PushHub:
             except Exception as exc:
                 log.info("stopping push watcher of {user}: {error}", user=watch.user, error=exc)
 
+    def live(self, user: str, kind: FolderKind) -> bool:
+        """Is a watcher of `kind` running for `user` (its hints can be trusted)?"""
+        watch = self._users.get(user)
+        entry = watch.sources.get(kind) if watch is not None else None
+        return entry is not None and entry.source is not None and not entry.starting
+
+    def listing(self, user: str, kind: FolderKind) -> tuple[Any, int]:
+        """(cached folder listing of `user` or None, generation to pass to
+        `remember_listing` after asking the backend)."""
+        generation = self._generations.get((user, kind), 0)
+        if not self.live(user, kind):
+            return None, generation
+        return self._listings.get((user, kind)), generation
+
+    def remember_listing(self, user: str, kind: FolderKind, listing: Any, generation: int) -> None:
+        """Keep a listing while the watcher is live: ten devices of a user, each Pinging
+        every few minutes, need no LIST each.  A hierarchy hint drops it; a listing asked
+        before such a hint (older generation) is not kept."""
+        if self.live(user, kind) and self._generations.get((user, kind), 0) == generation:
+            self._listings[(user, kind)] = listing
+
+    def _forget_listing(self, user: str, kind: FolderKind) -> None:
+        self._listings.pop((user, kind), None)
+        self._generations[(user, kind)] = self._generations.get((user, kind), 0) + 1
+
     def _deliver(self, watch: _UserWatch, hint: Hint) -> None:
+        if hint.hierarchy or hint.resync:
+            self._forget_listing(watch.user, hint.kind)
         for sub in list(watch.subs):
             if any(k is hint.kind for k, _ in sub.interests) or hint.hierarchy:
                 sub.notify(hint)
@@ -342,7 +375,13 @@ class PushHub:
         try:
             return await work()
         finally:
-            self.limiter.release()
+            if self.limiter.waiting:
+                # Hand the slot over from the reactor, not from inside this call: with
+                # thousands queued (a burst of Pings) and work that ends at once, resuming
+                # each waiter from the previous one's stack would nest without bound.
+                self.clock.callLater(0, self.limiter.release)
+            else:
+                self.limiter.release()
 
     def jittered(self, seconds: float) -> float:
         j = self.settings.poll_jitter

@@ -97,7 +97,7 @@ class ImapMailWatcher:
         self._busy = False  # a SELECT/DONE in flight: ignore untagged noise
         self._reselect = False
         self._last: dict[str, StatusKey] = {}
-        self._names: frozenset[str] | None = None
+        self._names: frozenset[tuple[str, bool]] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -344,7 +344,7 @@ class ImapMailWatcher:
                 self._last[folder] = key
             if previous != key:
                 changed.add(folder)
-        names = frozenset(f.name for f in await self.store.list_folders())
+        names = frozenset((f.name, f.subscribed) for f in await self.store.list_folders())
         hierarchy = self._names is not None and names != self._names
         self._names = names
         if report and not self.stopped and (changed or hierarchy):

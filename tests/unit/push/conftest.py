@@ -91,6 +91,8 @@ class Checks:
     changed: set[str] = attrs.field(factory=set)
     hierarchy_changed: bool = False
     broken: bool = False
+    #: When set, every check waits for it (checks in flight, then all done at once).
+    gate: Deferred[None] | None = None
     calls: list[str] = attrs.field(factory=list)
 
     async def prepare(self, collections: list[Collection]) -> None:
@@ -98,6 +100,8 @@ class Checks:
 
     async def changed_(self, collection: Collection) -> bool:
         self.calls.append(collection.ref.backend_id)
+        if self.gate is not None:
+            await self.gate
         if self.broken:
             raise MailBackendUnavailable("IMAP down")
         return collection.ref.backend_id in self.changed

@@ -156,3 +156,46 @@ def test_shutdown_stops_every_watcher(world: World) -> None:
     assert d.called
     assert world.sources.last.stopped
     assert world.hub.subscribe(USER, CREDENTIALS, []).released is False
+
+
+def test_a_burst_of_waiters_does_not_nest_stacks(world: World) -> None:
+    """Thousands of Pings queued on the concurrency limit whose checks all end at once: the
+    limit hands over through the reactor (nesting each resumption in the previous one's
+    stack once hit the recursion limit and cost Pings a 500)."""
+    import sys
+
+    world.checks.gate = Deferred()
+    count = sys.getrecursionlimit()
+    outs = [
+        start(wait_for_changes(world.ctx(f"D{i}"), [collection(1, "INBOX")], 60))
+        for i in range(count)
+    ]
+    gate, world.checks.gate = world.checks.gate, None
+    gate.callback(None)
+    for _ in range(count):
+        world.clock.advance(0)
+    assert not [o for o in outs if o]  # none failed
+    world.clock.advance(60)
+    assert all(out == [WaitResult(HEARTBEAT)] for out in outs)
+
+
+def test_folder_listing_is_shared_only_while_the_watcher_is_live(world: World) -> None:
+    from opush.storage.interfaces import FolderKind
+
+    hub, mail = world.hub, FolderKind.MAIL
+    assert hub.listing(USER, mail) == (None, 0)
+    hub.remember_listing(USER, mail, ["INBOX"], 0)  # nobody watches: not kept
+    assert hub.listing(USER, mail)[0] is None
+    start(wait_for_changes(world.ctx(), [collection(1, "INBOX")], 600))
+    cached, generation = hub.listing(USER, mail)
+    assert cached is None
+    hub.remember_listing(USER, mail, ["INBOX"], generation)
+    assert hub.listing(USER, mail)[0] == ["INBOX"]
+    world.sources.last.hint("Projects", hierarchy=True)  # created elsewhere
+    cached, newer = hub.listing(USER, mail)
+    assert cached is None and newer > generation
+    hub.remember_listing(USER, mail, ["INBOX"], generation)  # asked before the change
+    assert hub.listing(USER, mail)[0] is None
+    world.sources.last.die()
+    hub.remember_listing(USER, mail, ["INBOX", "Projects"], hub.listing(USER, mail)[1])
+    assert hub.listing(USER, mail)[0] is None  # restarting: hints cannot be trusted
