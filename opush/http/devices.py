@@ -70,10 +70,12 @@ class DeviceLanes:
         if lane.running:
             if len(lane.waiters) >= self.max_waiting:
                 raise DeviceThrottled(self.retry_after)
-            if lane.interrupt is not None and not lane.interrupt.called:
-                lane.interrupt.callback(None)
+            # Queue first, then interrupt: the running request may finish inside the
+            # callback, and must then hand its turn over rather than drop the lane.
             turn: Deferred[None] = Deferred()
             lane.waiters.append(turn)
+            if lane.interrupt is not None and not lane.interrupt.called:
+                lane.interrupt.callback(None)
 
             def leave(result: object) -> object:
                 # Our own interrupt while waiting = the client went away: give up the place.

@@ -114,3 +114,22 @@ def test_a_waiter_whose_client_disconnects_leaves_the_queue() -> None:
     assert failures and failures[0].check(CancelledError) and lanes.waiting(KEY) == 0
     gate.callback(None)
     assert ran == [] and not lanes._lanes
+
+
+def test_request_that_ends_when_interrupted_hands_its_turn_to_the_newcomer() -> None:
+    """A held Ping answering inside the interrupt callback must not strand the new request."""
+    lanes = DeviceLanes()
+    key = ("alice@example.org", "DEV")
+    first_interrupt: Deferred[None] = Deferred()
+
+    async def held() -> str:
+        await first_interrupt  # the Ping ends as soon as it is interrupted
+        return "ping"
+
+    async def quick() -> str:
+        return "sync"
+
+    first = ensureDeferred(lanes.run(key, first_interrupt, held))
+    second = ensureDeferred(lanes.run(key, Deferred(), quick))
+    assert first.result == "ping"
+    assert second.result == "sync"
