@@ -32,6 +32,12 @@ from opush.backends.interfaces import BackendUnavailable, MailboxNotFound, MailE
 from opush.commands.context import CommandContext, CommandResult
 from opush.http.errors import EasStatusError
 from opush.log import Breakdown, format_summary, logger
+from opush.push.heartbeat import (
+    HeartbeatBounds,
+    HeartbeatOutOfRange,
+    WaitAndHeartbeat,
+    sync_wait_seconds,
+)
 from opush.storage.interfaces import StorageError
 from opush.sync.engine import (
     HIERARCHY_CHANGED,
@@ -56,9 +62,6 @@ log_breakdown = logger("BREAKDOWN")
 
 AIRSYNC = ns.AIRSYNC
 
-#: MS-ASCMD 2.2.3.198 Wait (minutes) and 2.2.3.88.2 HeartbeatInterval (seconds) bounds.
-WAIT_RANGE = (1, 59)
-HEARTBEAT_RANGE = (60, 3540)
 MAX_COLLECTIONS = 1000
 
 
@@ -208,13 +211,15 @@ async def _handle(
         raise EasStatusError(INCOMPLETE, message="empty or partial Sync: no cached request")
     wait = _int(_child(request, "Wait"))
     heartbeat = _int(_child(request, "HeartbeatInterval"))
-    if wait is not None and not WAIT_RANGE[0] <= wait <= WAIT_RANGE[1]:
-        return _limit_error(INVALID_WAIT, WAIT_RANGE[1] if wait > WAIT_RANGE[1] else WAIT_RANGE[0])
-    if heartbeat is not None and not HEARTBEAT_RANGE[0] <= heartbeat <= HEARTBEAT_RANGE[1]:
-        return _limit_error(
-            INVALID_WAIT,
-            HEARTBEAT_RANGE[1] if heartbeat > HEARTBEAT_RANGE[1] else HEARTBEAT_RANGE[0],
+    try:
+        # Bounds from opush.ini push.heartbeat.min/max within MS-ASCMD's 1..59 min / 60..3540 s.
+        seconds = sync_wait_seconds(
+            wait, heartbeat, HeartbeatBounds.from_config(ctx.runtime.config)
         )
+    except WaitAndHeartbeat as e:
+        raise EasStatusError(PROTOCOL_ERROR, message=str(e)) from e
+    except HeartbeatOutOfRange as e:
+        return _limit_error(INVALID_WAIT, e.limit)
     collections_el = _child(request, "Collections")
     if collections_el is None:
         raise EasStatusError(INCOMPLETE, message="Sync without Collections")
@@ -234,7 +239,6 @@ async def _handle(
     )
     parsed = [parse_collection(c, request_window, default, maximum) for c in items]
 
-    seconds = wait * 60 if wait is not None else heartbeat
     out: list[_Element] = []
     try:
         if seconds and not await _wait_for_changes(ctx, parsed, seconds):

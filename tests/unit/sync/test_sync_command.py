@@ -145,6 +145,12 @@ def test_empty_partial_and_wait_limits(setup: tuple[MemoryStateStore, FakeMailSt
     tree.append(E(A, "HeartbeatInterval", text=10))
     result = run(sync.handle(ctx, tree))
     assert result.tree is not None and text(result.tree, "Limit") == "60"
+    tree = request(1, "0")
+    tree.append(E(A, "Wait", text=5))
+    tree.append(E(A, "HeartbeatInterval", text=300))
+    with pytest.raises(EasStatusError) as err:
+        run(sync.handle(ctx, tree))
+    assert err.value.status == 4  # MS-ASCMD 2.2.3.198: both elements is a protocol error
 
 
 def test_wait_with_nothing_new_is_an_empty_answer(
