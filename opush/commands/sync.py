@@ -9,7 +9,10 @@
 - The IMAP server dropping mid-Sync: top-level Status 16 "Retry" (2.2.3.177.17), and no state
   of that collection advanced (states are written at the end of each collection, before
   the answer is sent).
-- Empty body or Partial: Status 13 (no cached request is kept, as the Java server).
+- Empty body or Partial (MS-ASCMD 2.2.1.21.1, 2.2.3.131): the last complete request of the
+  device is reused (merged with a Partial one), at the collections' current SyncKeys; with no
+  cached request, Status 13. (The Java server always answered 13: iOS and Windows Phone send
+  such Syncs routinely.)
 - Wait (minutes, 1..59) / HeartbeatInterval (seconds, 60..3540): invalid -> Status 14 with
   Limit (2.2.3.97); otherwise, when nothing is to be sent, the push component's waiter
   ``runtime.services["sync_wait"](ctx, collection_ids, seconds) -> awaitable bool`` is asked
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from copy import deepcopy
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,7 +42,7 @@ from opush.push.heartbeat import (
     WaitAndHeartbeat,
     sync_wait_seconds,
 )
-from opush.storage.interfaces import StorageError
+from opush.storage.interfaces import HIERARCHY, MappingKind, StorageError
 from opush.sync.engine import (
     HIERARCHY_CHANGED,
     INCOMPLETE,
@@ -197,6 +201,76 @@ async def handle(ctx: CommandContext, request: _Element | None) -> CommandResult
         log_breakdown.info("{breakdown}", breakdown=breakdown.render())
 
 
+_CACHE_KEY = "last"
+
+
+async def _complete_request(ctx: CommandContext, request: _Element | None) -> _Element:
+    """The request to run: a complete one is cached (without its client Commands) for later
+    empty or Partial Syncs; an empty or Partial one is completed from that cache, with each
+    cached collection's SyncKey replaced by the collection's current key."""
+    state = ctx.runtime.state
+    user, device_id = ctx.device.user, ctx.device.device_id
+    if request is not None and _local(request) != "Sync":
+        raise EasStatusError(INCOMPLETE, message="Sync request without a Sync root")
+    partial = request is not None and _child(request, "Partial") is not None
+    if request is not None and not partial:
+        await state.put_mapping(
+            user, device_id, HIERARCHY, MappingKind.SYNC_REQUEST, _CACHE_KEY, _cacheable(request)
+        )
+        return request
+    raw = await state.get_mapping(user, device_id, HIERARCHY, MappingKind.SYNC_REQUEST, _CACHE_KEY)
+    if not raw:
+        raise EasStatusError(INCOMPLETE, message="empty or partial Sync and no cached request")
+    cached = etree.fromstring(raw.encode("utf-8"))
+    cached_collections = _child(cached, "Collections")
+    if cached_collections is not None:
+        for collection in cached_collections:
+            cid = _int(_child(collection, "CollectionId"))
+            key = _child(collection, "SyncKey")
+            if cid is None or key is None:
+                continue
+            current = await state.current_sync_state(user, device_id, cid)
+            if current is not None:
+                key.text = current.sync_key
+    if request is None:
+        return cached
+    # Partial: the request's elements win; its collections replace or add to the cached ones.
+    for element in request:
+        name = _local(element)
+        if name == "Partial":
+            continue
+        if name == "Collections":
+            if cached_collections is None:
+                cached.append(element)
+                continue
+            by_id = {_int(_child(c, "CollectionId")): c for c in cached_collections}
+            for collection in list(element):
+                old = by_id.get(_int(_child(collection, "CollectionId")))
+                if old is not None:
+                    cached_collections.replace(old, collection)
+                else:
+                    cached_collections.append(collection)
+            continue
+        existing = _child(cached, name)
+        if existing is not None:
+            cached.replace(existing, element)
+        else:
+            cached.append(element)
+    await state.put_mapping(
+        user, device_id, HIERARCHY, MappingKind.SYNC_REQUEST, _CACHE_KEY, _cacheable(cached)
+    )
+    return cached
+
+
+def _cacheable(request: _Element) -> str:
+    """The request without client Commands (never replayed) as XML text."""
+    copy = deepcopy(request)
+    for collection in copy.iter(f"{{{AIRSYNC}}}Collection"):
+        for commands in collection.findall(f"{{{AIRSYNC}}}Commands"):
+            collection.remove(commands)
+    return etree.tostring(copy, encoding="unicode")
+
+
 def _counts(s: Summary) -> tuple[int, int, int]:
     return s.change, s.delete, s.fetch
 
@@ -207,8 +281,7 @@ async def _handle(
     summary_in: Summary,
     summary_out: Summary,
 ) -> CommandResult:
-    if request is None or _local(request) != "Sync" or _child(request, "Partial") is not None:
-        raise EasStatusError(INCOMPLETE, message="empty or partial Sync: no cached request")
+    request = await _complete_request(ctx, request)
     wait = _int(_child(request, "Wait"))
     heartbeat = _int(_child(request, "HeartbeatInterval"))
     try:

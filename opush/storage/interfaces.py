@@ -290,6 +290,9 @@ class MappingKind(enum.Enum):
     CONTENT_HASH = "content-hash"
     #: SendMail/SmartReply/SmartForward ClientId already sent -> "" (use collection HIERARCHY).
     SENDMAIL = "sendmail"
+    #: The last complete Sync request (XML) -> reused for empty and Partial Syncs
+    #: (MS-ASCMD 2.2.1.21.1, 2.2.3.131); key "last", collection HIERARCHY.
+    SYNC_REQUEST = "sync-request"
 
 
 @attrs.frozen
