@@ -4,6 +4,7 @@ mail backend on the local Dovecot reached through a cuttable `ImapProxy`."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +44,15 @@ class SyncServer:
         return out
 
 
-@pytest_twisted.async_yield_fixture
-async def syncserver(tmp_path: Path, dovecot: LocalServices) -> AsyncIterator[SyncServer]:
+@asynccontextmanager
+async def serving(tmp_path: Path, host: str, imap_port: int) -> AsyncIterator[SyncServer]:
+    """An opush site whose IMAP login goes to host:imap_port and whose mail backend reaches
+    it through a cuttable proxy (the server under test stays up for everyone else)."""
     r: Any = reactor
     store = await embedded_store(tmp_path, clock=r)
-    proxy = ImapProxy(r, (dovecot.host, dovecot.imap_port))
+    proxy = ImapProxy(r, (host, imap_port))
     proxy_port = proxy.start()
-    auth_settings = ImapSettings(
-        host=dovecot.host, port=dovecot.imap_port, starttls=False, login_with_domain=True
-    )
+    auth_settings = ImapSettings(host=host, port=imap_port, starttls=False, login_with_domain=True)
     mail_settings = ImapSettings(
         host="127.0.0.1", port=proxy_port, starttls=False, login_with_domain=True, timeout=10
     )
@@ -72,3 +73,9 @@ async def syncserver(tmp_path: Path, dovecot: LocalServices) -> AsyncIterator[Sy
         await mail.shutdown()
         await proxy.stop()
         await store.close()
+
+
+@pytest_twisted.async_yield_fixture
+async def syncserver(tmp_path: Path, dovecot: LocalServices) -> AsyncIterator[SyncServer]:
+    async with serving(tmp_path, dovecot.host, dovecot.imap_port) as server:
+        yield server

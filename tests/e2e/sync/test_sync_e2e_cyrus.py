@@ -10,46 +10,20 @@ from typing import Any
 import pytest
 import pytest_twisted
 from pyactivesync import BodyType, EmailChange
-from twisted.internet import reactor
 
-from opush.backends.imap import ImapAuth, ImapMailBackend, ImapSettings
-from opush.http.site import make_site
-from opush.runtime import FrontDoorSettings, Runtime
-from tests.e2e.sync.conftest import SyncServer
+from tests.e2e.sync.conftest import SyncServer, serving
 from tests.e2e.sync.test_sync_e2e import blocking, device
 from tests.support.mailcmds import attachment_mail
 from tests.support.services import LocalServices
-from tests.support.storage import embedded_store
-from tests.support.sync import ImapProxy, mailbox_state, make_message, multiappend
+from tests.support.sync import mailbox_state, make_message, multiappend
 
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
 @pytest_twisted.async_yield_fixture
 async def cyrus_server(tmp_path: Path, cyrus: LocalServices) -> AsyncIterator[SyncServer]:
-    r: Any = reactor
-    store = await embedded_store(tmp_path, clock=r)
-    proxy = ImapProxy(r, (cyrus.host, cyrus.cyrus_imap_port))
-    settings = ImapSettings(
-        host="127.0.0.1", port=proxy.start(), starttls=False, login_with_domain=True, timeout=10
-    )
-    mail = ImapMailBackend(r, settings)
-    runtime = Runtime(
-        clock=r,
-        auth=ImapAuth(r, settings),
-        devices=store,
-        state=store,
-        mail=mail,
-        settings=FrontDoorSettings(external_url="mail.example.org"),
-    )
-    port = r.listenTCP(0, make_site(runtime), interface="127.0.0.1")
-    try:
-        yield SyncServer(port.getHost().port, store, runtime, proxy)
-    finally:
-        await port.stopListening()
-        await mail.shutdown()
-        await proxy.stop()
-        await store.close()
+    async with serving(tmp_path, cyrus.host, cyrus.cyrus_imap_port) as server:
+        yield server
 
 
 def inbox_state(cyrus: LocalServices, user: str, folder: str = "INBOX") -> dict[int, Any]:
