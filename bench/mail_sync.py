@@ -205,6 +205,7 @@ def no_change_median(dev: Device, cid: int, key: str, repeats: int) -> tuple[flo
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1,000 / 4,000 messages")
+    parser.add_argument("--part", choices=("a", "b", "ab"), default="ab", help="which figures")
     parser.add_argument("--serve", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -224,10 +225,11 @@ def main() -> int:
         print(f"loading {initial} messages (~2.4 KB each) into INBOX ...", flush=True)
         t_load = load(services, user_a, "INBOX", initial, BODY)
         print(f"  {t_load:.1f} s")
-        print(f"loading {big} + {small} messages into two folders ...", flush=True)
-        t_load = load(services, user_b, "Big", big, "short body\n")
-        t_load += load(services, user_b, "Small", small, "short body\n")
-        print(f"  {t_load:.1f} s")
+        if "b" in args.part:
+            print(f"loading {big} + {small} messages into two folders ...", flush=True)
+            t_load = load(services, user_b, "Big", big, "short body\n")
+            t_load += load(services, user_b, "Small", small, "short body\n")
+            print(f"  {t_load:.1f} s")
 
         with tempfile.TemporaryDirectory() as tmp:
             port_file = Path(tmp) / "port"
@@ -254,54 +256,58 @@ def main() -> int:
             with socket.create_connection(("127.0.0.1", port), timeout=5):
                 pass
 
-            # (a) initial sync vs baseline
-            dev_a = Device(port, user_a)
-            # Three rounds of each, interleaved, best of each: the machine is shared.
-            opush_times: list[float] = []
-            base_times: list[float] = []
-            rounds = 0
-            for _ in range(3):
-                base_times.append(baseline(services, user_a, "INBOX", initial, 100))
-                start = time.perf_counter()
-                _, total, rounds = full_sync(dev_a, 1, 100)  # SyncKey 0: from scratch
-                opush_times.append(time.perf_counter() - start)
-                assert total == initial, (total, initial)
-            t_opush, t_base = min(opush_times), min(base_times)
-            print()
-            print(f"(a) initial sync of {initial} messages, WindowSize 100, plain body <= 500 B")
-            print(f"    opush (EAS over HTTP, {rounds} Syncs):  {t_opush:7.2f} s   (best of 3)")
-            print(f"    baseline (imaplib, same data):       {t_base:7.2f} s   (best of 3)")
-            print(f"    ratio: {t_opush / t_base:.2f}x   (goal <= 1.5x)")
+            if "a" in args.part:
+                # (a) initial sync vs baseline
+                dev_a = Device(port, user_a)
+                # Three rounds of each, interleaved, best of each: the machine is shared.
+                opush_times: list[float] = []
+                base_times: list[float] = []
+                rounds = 0
+                for _ in range(3):
+                    base_times.append(baseline(services, user_a, "INBOX", initial, 100))
+                    start = time.perf_counter()
+                    _, total, rounds = full_sync(dev_a, 1, 100)  # SyncKey 0: from scratch
+                    opush_times.append(time.perf_counter() - start)
+                    assert total == initial, (total, initial)
+                t_opush, t_base = min(opush_times), min(base_times)
+                print()
+                print(
+                    f"(a) initial sync of {initial} messages, WindowSize 100, plain body <= 500 B"
+                )
+                print(f"    opush (EAS over HTTP, {rounds} Syncs):  {t_opush:7.2f} s   (best of 3)")
+                print(f"    baseline (imaplib, same data):       {t_base:7.2f} s   (best of 3)")
+                print(f"    ratio: {t_opush / t_base:.2f}x   (goal <= 1.5x)")
 
-            # (b) no-change sync: big vs small folder
-            dev_b = Device(port, user_b)
-            start = time.perf_counter()
-            key_big, total_big, rounds_big = full_sync(dev_b, 1, 512)
-            t_big_initial = time.perf_counter() - start
-            assert total_big == big, (total_big, big)
-            key_small, total_small, _ = full_sync(dev_b, 2, 512)
-            assert total_small == small
-            repeats = 60
-            _, key_big = no_change_median(dev_b, 1, key_big, 5)  # warm up
-            _, key_small = no_change_median(dev_b, 2, key_small, 5)
-            # Interleaved, so that a load change on the machine hits both alike.
-            big_times: list[float] = []
-            small_times: list[float] = []
-            for _ in range(repeats):
-                t, key_big = no_change_median(dev_b, 1, key_big, 1)
-                big_times.append(t)
-                t, key_small = no_change_median(dev_b, 2, key_small, 1)
-                small_times.append(t)
-            m_big, m_small = statistics.median(big_times), statistics.median(small_times)
-            print()
-            print(f"(b) no-change Sync, median of {repeats}")
-            print(f"    {big}-message folder:  {m_big * 1000:7.2f} ms")
-            print(f"    {small}-message folder:    {m_small * 1000:7.2f} ms")
-            print(f"    ratio: {m_big / m_small:.2f}   (goal <= 1.5)")
-            print(
-                f"    (initial sync of the {big}-message folder, WindowSize 512: "
-                f"{t_big_initial:.1f} s in {rounds_big} Syncs)"
-            )
+            if "b" in args.part:
+                # (b) no-change sync: big vs small folder
+                dev_b = Device(port, user_b)
+                start = time.perf_counter()
+                key_big, total_big, rounds_big = full_sync(dev_b, 1, 512)
+                t_big_initial = time.perf_counter() - start
+                assert total_big == big, (total_big, big)
+                key_small, total_small, _ = full_sync(dev_b, 2, 512)
+                assert total_small == small
+                repeats = 60
+                _, key_big = no_change_median(dev_b, 1, key_big, 5)  # warm up
+                _, key_small = no_change_median(dev_b, 2, key_small, 5)
+                # Interleaved, so that a load change on the machine hits both alike.
+                big_times: list[float] = []
+                small_times: list[float] = []
+                for _ in range(repeats):
+                    t, key_big = no_change_median(dev_b, 1, key_big, 1)
+                    big_times.append(t)
+                    t, key_small = no_change_median(dev_b, 2, key_small, 1)
+                    small_times.append(t)
+                m_big, m_small = statistics.median(big_times), statistics.median(small_times)
+                print()
+                print(f"(b) no-change Sync, median of {repeats}")
+                print(f"    {big}-message folder:  {m_big * 1000:7.2f} ms")
+                print(f"    {small}-message folder:    {m_small * 1000:7.2f} ms")
+                print(f"    ratio: {m_big / m_small:.2f}   (goal <= 1.5)")
+                print(
+                    f"    (initial sync of the {big}-message folder, WindowSize 512: "
+                    f"{t_big_initial:.1f} s in {rounds_big} Syncs)"
+                )
     finally:
         if child is not None:
             child.terminate()

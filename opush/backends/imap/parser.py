@@ -147,9 +147,77 @@ class _Scanner:
         return None if atom.upper() == "NIL" else atom
 
 
+# One token of the common grammar; anything else makes `_fast_tokens` give up, and the
+# character scanner above (the reference) decides.  Groups: 1 "(", 2 ")", 3 quoted content,
+# 4 literal marker (only at the end of a line), 5 atom (one level of [...] inside).
+_TOKEN = re.compile(
+    rb' *(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|(\{\d+\+?\}\Z)'
+    rb'|([^ ()"{\[][^ ()\[]*(?:\[[^\[\]]*\][^ ()\[]*)*))'
+)
+_ESCAPE = re.compile(rb"\\(.)", re.DOTALL)
+_NIL = frozenset({b"NIL", b"nil", b"Nil", b"NIl", b"nIL", b"niL", b"nIl", b"NiL"})
+
+
+def _fast_tokens(
+    lines: Sequence[bytes], literals: Sequence[bytes | TooLarge]
+) -> list[Token] | None:
+    """The tokens of a well-formed response in one regex pass per line (FETCH responses of a
+    Sync window are most of what opush parses); None when the input needs the scanner."""
+    root: list[Token] = []
+    stack: list[list[Token]] = [root]
+    cur = root
+    last = len(lines) - 1
+    match = _TOKEN.match
+    for li, line in enumerate(lines):
+        pos = 0
+        end = len(line)
+        took_literal = False
+        while pos < end:
+            m = match(line, pos)
+            if m is None:
+                if line[pos:].strip(b" "):
+                    return None
+                break
+            pos = m.end()
+            kind = m.lastindex
+            if kind == 5:
+                atom = m.group(5)
+                cur.append(None if atom in _NIL else atom.decode("utf-8", "surrogateescape"))
+            elif kind == 3:
+                q = m.group(3)
+                cur.append(_ESCAPE.sub(rb"\1", q) if b"\\" in q else q)
+            elif kind == 1:
+                child: list[Token] = []
+                cur.append(child)
+                stack.append(child)
+                cur = child
+            elif kind == 2:
+                if len(stack) == 1:
+                    return None
+                stack.pop()
+                cur = stack[-1]
+            else:  # literal marker, at the end of the line by construction
+                if li >= len(literals):
+                    return None
+                cur.append(literals[li])
+                took_literal = True
+        if li < last and not took_literal:
+            return None
+    if len(stack) != 1:
+        return None
+    return root
+
+
+def _tokens(lines: Sequence[bytes], literals: Sequence[bytes | TooLarge]) -> list[Token]:
+    if len(lines) != len(literals) + 1:
+        raise ParseError("lines and literals do not interleave")
+    fast = _fast_tokens(lines, literals)
+    return fast if fast is not None else _Scanner(lines, literals).tokens()
+
+
 def tokenize(line: bytes, literals: Sequence[bytes | TooLarge] = ()) -> list[Token]:
     """Tokens of one line (literal markers in it refer to `literals`)."""
-    return _Scanner([line], literals).tokens()
+    return _tokens([line], literals)
 
 
 def _split_code(rest: bytes) -> tuple[list[Token] | None, str]:
@@ -200,9 +268,9 @@ def parse_response(lines: Sequence[bytes], literals: Sequence[bytes | TooLarge] 
         raise ParseError(f"tagged response is not a status: {first!r}")
     if upper.isdigit():
         name, _, after = after.partition(b" ")
-        data = _Scanner([after, *lines[1:]], literals).tokens()
+        data = _tokens([after, *lines[1:]], literals)
         return Response(tag="*", kind=name.decode("ascii").upper(), number=int(upper), data=data)
-    data = _Scanner([after, *lines[1:]], literals).tokens()
+    data = _tokens([after, *lines[1:]], literals)
     return Response(tag="*", kind=upper, data=data)
 
 

@@ -257,3 +257,119 @@ def test_flags_are_validated() -> None:
     for bad in ("two words", "a(b", "", "ü"):
         with pytest.raises(ValueError):
             p.check_flag(bad)
+
+
+# --------------------------------------------------------------------------- fast tokenizer
+
+
+def _reference(lines: list[bytes], literals: list[bytes]) -> object:
+    """What the character scanner says: tokens, or the ParseError it raises."""
+    try:
+        return p._Scanner(lines, literals).tokens()
+    except p.ParseError:
+        return p.ParseError
+
+
+def _fast_or_reference(lines: list[bytes], literals: list[bytes]) -> object:
+    try:
+        return p._tokens(lines, literals)
+    except p.ParseError:
+        return p.ParseError
+
+
+_atoms = st.one_of(
+    st.sampled_from(["NIL", "nil", "UID", "\\Seen", "$Forwarded", "BODY[HEADER]", "12345",
+                     "BODY[HEADER.FIELDS (DATE FROM)]", "BODY[1]<0>", "RFC822.SIZE", "]x"]),
+    st.text(alphabet="abcXYZ019.-\\$*%]", min_size=1, max_size=6),
+)  # fmt: skip
+_quoted = st.binary(max_size=12).filter(lambda b: b"\r" not in b and b"\n" not in b)
+
+
+def _wire(tree: object, out: list[bytes], literals: list[bytes]) -> None:
+    if isinstance(tree, list):
+        out.append(b"(")
+        for i, child in enumerate(tree):
+            if i:
+                out.append(b" ")
+            _wire(child, out, literals)
+        out.append(b")")
+    elif isinstance(tree, tuple):  # a literal
+        out.append(b"{%d}" % len(tree[0]) + b"\n")
+        literals.append(tree[0])
+    elif isinstance(tree, bytes):
+        out.append(b'"' + tree.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"')
+    else:
+        assert isinstance(tree, str)
+        out.append(tree.encode())
+
+
+_trees = st.recursive(
+    st.one_of(_atoms, _quoted, st.tuples(st.binary(max_size=20))),
+    lambda children: st.lists(children, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400)
+@given(st.lists(_trees, max_size=6))
+def test_fast_tokenizer_agrees_with_the_scanner_on_responses(trees: list[object]) -> None:
+    chunks: list[bytes] = []
+    literals: list[bytes] = []
+    for i, tree in enumerate(trees):
+        if i:
+            chunks.append(b" ")
+        _wire(tree, chunks, literals)
+    # A literal marker ends its line: the text after it is the next line.
+    lines = b"".join(chunks).split(b"\n")
+    assert p._fast_tokens(lines, literals) is not None
+    assert _fast_or_reference(lines, literals) == _reference(lines, literals)
+
+
+@settings(max_examples=1000)
+@given(
+    st.lists(st.binary(max_size=30).filter(lambda b: b"\n" not in b), min_size=1, max_size=3),
+    st.data(),
+)
+def test_fast_tokenizer_never_disagrees_on_arbitrary_bytes(
+    lines: list[bytes], data: st.DataObject
+) -> None:
+    count = data.draw(st.integers(min_value=0, max_value=len(lines) - 1))
+    literals = [data.draw(st.binary(max_size=5)) for _ in range(count)]
+    lines = lines[: count + 1]
+    fast = p._fast_tokens(lines, literals)
+    if fast is not None:
+        assert fast == _reference(lines, literals)
+    assert _fast_or_reference(lines, literals) == _reference(lines, literals)
+
+
+def test_fetch_line_with_literals_takes_the_fast_path() -> None:
+    lines = [b"(UID 7 FLAGS (\\Seen $Label1) BODY[HEADER] {5}", b" BODY[1]<0> {3}", b")"]
+    literals = [b"Hi: x", b"abc"]
+    assert p._fast_tokens(lines, literals) == [
+        ["UID", "7", "FLAGS", ["\\Seen", "$Label1"], "BODY[HEADER]", b"Hi: x", "BODY[1]<0>", b"abc"]
+    ]
+
+
+@settings(max_examples=600)
+@given(
+    _trees,
+    st.lists(
+        st.tuples(st.integers(min_value=0), st.sampled_from(list(b' ()[]{}"\\<>+0N\x80'))),
+        max_size=3,
+    ),
+)
+def test_fast_tokenizer_agrees_on_damaged_responses(
+    tree: object, edits: list[tuple[int, int]]
+) -> None:
+    chunks: list[bytes] = []
+    literals: list[bytes] = []
+    _wire(tree, chunks, literals)
+    wire = bytearray(b"".join(chunks))
+    for at, byte in edits:
+        wire.insert(at % (len(wire) + 1), byte)
+    lines = bytes(wire).split(b"\n")
+    if len(lines) != len(literals) + 1:
+        return
+    fast = p._fast_tokens(lines, literals)
+    if fast is not None:
+        assert fast == _reference(lines, literals)
