@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import email.policy
 import email.utils
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -43,6 +44,7 @@ from opush.backends.interfaces import (
 )
 from opush.content.email import (
     EmailOptions,
+    FlagDetails,
     MailFlags,
     MessageRef,
     PartialMessage,
@@ -158,6 +160,117 @@ def parts_from_bodypart(root: BodyPart | None) -> list[PartInfo]:
     return out
 
 
+# --------------------------------------------------------------------------- flag details
+
+
+class FlagDetailStore:
+    """The Flag details (MS-ASEMAIL 2.2.2.35: FlagType, start/due dates, completion, reminder)
+    devices set, which IMAP cannot hold: it keeps \\Flagged only.
+
+    One record per user and folder in the state store's idempotence maps (device ``*``,
+    collection 0, kind MAIL_FLAG, key = folder name), so every device of the user sees them,
+    one read per rendered window.  An entry is bound to the message by UID and a fingerprint
+    (INTERNALDATE and size), so a UIDVALIDITY reset cannot lend it to another message.  The
+    record is rewritten at least weekly while used (the maps expire after 30 days)."""
+
+    DEVICE = "*"
+    COLLECTION = 0
+    REFRESH = 7 * 86400
+    LIMIT = 1000
+
+    def __init__(self, state: Any, user: str, clock: Any = None) -> None:
+        self.state = state
+        self.user = user
+        self.clock = clock
+
+    def _now(self) -> float:
+        import time
+
+        return float(self.clock.seconds()) if self.clock is not None else time.time()
+
+    async def _read(self, folder: str) -> dict[str, Any]:
+        from opush.storage.interfaces import MappingKind
+
+        raw = await self.state.get_mapping(
+            self.user, self.DEVICE, self.COLLECTION, MappingKind.MAIL_FLAG, folder
+        )
+        if not raw:
+            return {}
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    async def _write(self, folder: str, data: dict[str, Any]) -> None:
+        from opush.storage.interfaces import MappingKind
+
+        data["at"] = self._now()
+        await self.state.put_mapping(
+            self.user,
+            self.DEVICE,
+            self.COLLECTION,
+            MappingKind.MAIL_FLAG,
+            folder,
+            json.dumps(data, separators=(",", ":")),
+        )
+
+    async def lookup(self, folder: str) -> dict[int, tuple[str, FlagDetails]]:
+        """uid -> (fingerprint, details) for the folder."""
+        data = await self._read(folder)
+        entries = data.get("items")
+        if not isinstance(entries, dict) or not entries:
+            return {}
+        if self._now() - float(data.get("at", 0)) > self.REFRESH:
+            await self._write(folder, data)
+        out: dict[int, tuple[str, FlagDetails]] = {}
+        for uid, entry in entries.items():
+            try:
+                children = tuple((str(a), str(b), str(c)) for a, b, c in entry["children"])
+                out[int(uid)] = (str(entry["fp"]), FlagDetails(int(entry["status"]), children))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return out
+
+    async def store(
+        self, folder: str, uid: int, fingerprint: str, details: FlagDetails | None
+    ) -> None:
+        data = await self._read(folder)
+        entries = data.get("items")
+        if not isinstance(entries, dict):
+            entries = {}
+        entries.pop(str(uid), None)
+        if details is not None:
+            entries[str(uid)] = {
+                "fp": fingerprint,
+                "status": details.status,
+                "children": [list(c) for c in details.children],
+            }
+        while len(entries) > self.LIMIT:  # the oldest entries go first
+            entries.pop(next(iter(entries)))
+        data["items"] = entries
+        await self._write(folder, data)
+
+
+def fingerprint(internaldate: datetime | None, size: int | None) -> str:
+    return f"{internaldate.isoformat() if internaldate else '-'}/{size or 0}"
+
+
+def _flag_details(flag: _Element) -> FlagDetails | None:
+    """The device's Flag as details worth keeping: None for a cleared flag, or when it says
+    no more than IMAP holds (Status only)."""
+    status_el = _child(flag, "Status")
+    status = (status_el.text or "").strip() if status_el is not None else ""
+    if status not in ("1", "2"):
+        return None
+    children = tuple(
+        (etree.QName(c).namespace or EMAIL, _local(c), (c.text or "").strip())
+        for c in flag
+        if _local(c) != "Status" and isinstance(c.tag, str)
+    )
+    return FlagDetails(int(status), children) if children else None
+
+
 # --------------------------------------------------------------------------- cursor codec
 
 
@@ -205,9 +318,11 @@ class MailItemSource:
         drafts: bool = False,
         user_addresses: Sequence[str] = (),
         from_address: str | None = None,
+        flag_details: FlagDetailStore | None = None,
     ) -> None:
         self.store = store
         self.folder = folder
+        self.flag_details = flag_details
         self.drafts = drafts
         self.user_addresses = tuple(user_addresses)
         self.from_address = from_address
@@ -305,8 +420,15 @@ class MailItemSource:
             fetched = await fetch_for_render(
                 self.store, self.folder, uids, options, request.version
             )
+        known = await self.flag_details.lookup(self.folder) if self.flag_details else {}
         out: dict[str, list[_Element]] = {}
         for s, parts, texts in fetched:
+            entry = known.get(s.uid)
+            details = (
+                entry[1]
+                if entry is not None and entry[0] == fingerprint(s.internaldate, s.size)
+                else None
+            )
             if any(f.lower() == "\\deleted" for f in s.flags):
                 continue
             message = PartialMessage(
@@ -325,6 +447,7 @@ class MailItemSource:
                 options=options,
                 version=request.version,
                 user_addresses=self.user_addresses,
+                flag_details=details,
             )
         return out
 
@@ -344,17 +467,26 @@ class MailItemSource:
         flag = _child(data, "Flag")
         if flag is not None:
             # MS-ASEMAIL 2.2.2.35 Flag: empty = cleared; Status 0 cleared, 1 complete,
-            # 2 active.  IMAP keeps only "flagged"; the dates are not stored (see report).
+            # 2 active.  IMAP keeps only "flagged"; the rest goes to FlagDetailStore.
             status = _child(flag, "Status")
             active = status is not None and (status.text or "").strip() == "2"
             (add if active else remove).add("\\Flagged")
         cats = _child(data, "Categories")
-        if cats is not None:
-            wanted = {(c.text or "").strip() for c in cats if _local(c) == "Category" and c.text}
-            valid = {c for c in wanted if _is_atom(c)}
-            current = await self.store.fetch_summaries(self.folder, [uid])
+        current: list[Any] | None = None
+        if cats is not None or (flag is not None and self.flag_details is not None):
+            current = list(await self.store.fetch_summaries(self.folder, [uid]))
             if not current:
                 return ClientChangeResult(NOT_FOUND)
+        if flag is not None and self.flag_details is not None and current:
+            await self.flag_details.store(
+                self.folder,
+                uid,
+                fingerprint(current[0].internaldate, current[0].size),
+                _flag_details(flag),
+            )
+        if cats is not None and current:
+            wanted = {(c.text or "").strip() for c in cats if _local(c) == "Category" and c.text}
+            valid = {c for c in wanted if _is_atom(c)}
             have = set(categories_of(current[0].flags))
             add |= valid - have
             remove |= have - valid

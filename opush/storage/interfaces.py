@@ -293,6 +293,9 @@ class MappingKind(enum.Enum):
     #: The last complete Sync request (XML) -> reused for empty and Partial Syncs
     #: (MS-ASCMD 2.2.1.21.1, 2.2.3.131); key "last", collection HIERARCHY.
     SYNC_REQUEST = "sync-request"
+    #: Flag details devices set on mail, per user (device "*", collection 0): folder name
+    #: -> JSON (opush.backends.mailsource.FlagDetailStore).
+    MAIL_FLAG = "mail-flag"
 
 
 @attrs.frozen

@@ -60,7 +60,7 @@ class EmptySource:
 
 
 def mail_source(runtime: Runtime, credentials: Credentials, collection: Collection) -> Any:
-    from opush.backends.mailsource import MailItemSource
+    from opush.backends.mailsource import FlagDetailStore, MailItemSource
 
     if runtime.mail is None:
         raise RuntimeError("no mail backend configured")
@@ -71,6 +71,9 @@ def mail_source(runtime: Runtime, credentials: Credentials, collection: Collecti
         drafts=ref.folder_type == DRAFTS_TYPE,
         user_addresses=(credentials.user.email,),
         from_address=credentials.user.email,
+        flag_details=FlagDetailStore(
+            runtime.state, credentials.user.login_at_domain.lower(), runtime.clock
+        ),
     )
 
 

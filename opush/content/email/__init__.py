@@ -27,6 +27,7 @@ from opush.content.email.compose import (
     smart_reply,
 )
 from opush.content.email.convert import (
+    FlagDetails,
     MailFlags,
     PartialMessage,
     email_application_data,
@@ -61,6 +62,7 @@ __all__ = [
     "EmailOptions",
     "FileReference",
     "FileReferenceError",
+    "FlagDetails",
     "Identity",
     "MailFlags",
     "MessageRef",

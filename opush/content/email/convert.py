@@ -119,6 +119,16 @@ class PartialMessage:
     mime: bytes | None = None
 
 
+@attrs.frozen
+class FlagDetails:
+    """What a device said about a flag beyond what IMAP keeps (\\Flagged only): MS-ASEMAIL
+    2.2.2.35 Flag ``status`` (1 complete, 2 active) and its other children in the order the
+    device sent them, as (namespace, tag, text): FlagType, dates (Tasks page), reminder..."""
+
+    status: int
+    children: tuple[tuple[str, str, str], ...] = ()
+
+
 # --- Reading content -----------------------------------------------------------------------------
 
 
@@ -667,12 +677,14 @@ def email_application_data(
     version: str | tuple[int, int] = "12.1",
     user_addresses: Sequence[str] = (),
     last_verb_time: datetime | None = None,
+    flag_details: FlagDetails | None = None,
 ) -> list[Element]:
     """Children of ApplicationData for one mail; never raises on bad content.
 
     ``ref`` identifies the message for attachment FileReferences; ``internaldate`` (IMAP
     INTERNALDATE) is DateReceived, else the Date header; ``user_addresses`` lets ReceivedAsBcc
-    be detected; ``categories`` are the IMAP keywords the caller maps to categories.
+    be detected; ``categories`` are the IMAP keywords the caller maps to categories;
+    ``flag_details`` (kept by the caller) are used when they agree with ``flags``.
     """
     ver = parse_version(version)
     try:
@@ -686,6 +698,7 @@ def email_application_data(
             ver,
             user_addresses,
             last_verb_time,
+            flag_details,
         )
     except Exception as e:  # last resort: a minimal but valid item
         log.error("mail conversion failed ({error!r}), sending a minimal item", error=e)
@@ -719,6 +732,7 @@ def _build(
     ver: tuple[int, int],
     user_addresses: Sequence[str],
     last_verb_time: datetime | None,
+    flag_details: FlagDetails | None = None,
 ) -> list[Element]:
     src = _Source(message)
     h = src.headers
@@ -770,7 +784,14 @@ def _build(
     out.append(E(EMAIL, "InternetCPID", text=codepage(body_part.charset) if body_part else 65001))
     if ver >= (12, 0):
         flag = E(EMAIL, "Flag")
-        if flags.flagged:
+        details = flag_details
+        if details is not None and (details.status == 2) != flags.flagged:
+            details = None  # IMAP changed since the device set it: IMAP wins
+        if details is not None:
+            sub(flag, EMAIL, "Status", details.status)
+            for ns_, tag, value in details.children:
+                sub(flag, ns_, tag, value)
+        elif flags.flagged:
             # MS-ASEMAIL 2.2.2.35 Flag: Status 2 = active; FlagType as Outlook writes it.
             sub(flag, EMAIL, "Status", 2)
             sub(flag, EMAIL, "FlagType", "for Follow Up")

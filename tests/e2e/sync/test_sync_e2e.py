@@ -274,5 +274,83 @@ async def test_drafts_add_16(
     assert not after.added  # not echoed
 
 
+def _flag_of(answer: Any, sid: str) -> list[tuple[str, str]]:
+    for cmd in answer.commands():
+        if child_text(cmd, "ServerId") == sid:
+            flag = cmd.find(f"{{{A}}}ApplicationData/{{{ns.EMAIL}}}Flag")
+            assert flag is not None
+            return [(etree.QName(c).localname, c.text or "") for c in flag]
+    raise AssertionError(f"{sid} not in the answer")
+
+
+@pytest_twisted.ensureDeferred
+async def test_flag_dates_reach_every_device_until_imap_changes_the_flag(
+    syncserver: SyncServer, dovecot: LocalServices, fresh_user: str
+) -> None:
+    """MS-ASEMAIL 2.2.2.35: a follow-up flag with its dates set on one device is what another
+    device gets; complete flags keep their completion time; IMAP (\\Flagged only) wins when
+    another client changes the flag."""
+    load(dovecot, fresh_user, 2)
+    phone, folders = await device(syncserver, fresh_user, "SYNCE2EFLAG1", "14.1")
+    inbox = folders["INBOX"]
+    k = (await blocking(lambda: phone.sync(inbox, "0"))).sync_key or ""
+    first = await blocking(lambda: phone.sync(inbox, k, options=body_options(100)))
+    sids = [child_text(c, "ServerId") or "" for c in first.commands()]
+    t = ns.TASKS
+    follow_up = E(
+        ns.EMAIL,
+        "Flag",
+        E(ns.EMAIL, "Status", text=2),
+        E(ns.EMAIL, "FlagType", text="Follow up"),
+        E(t, "StartDate", text="2026-11-23T00:00:00.000Z"),
+        E(t, "UtcStartDate", text="2026-11-23T00:00:00.000Z"),
+        E(t, "DueDate", text="2026-11-30T00:00:00.000Z"),
+        E(t, "UtcDueDate", text="2026-11-30T00:00:00.000Z"),
+    )
+    done = E(
+        ns.EMAIL,
+        "Flag",
+        E(ns.EMAIL, "Status", text=1),
+        E(ns.EMAIL, "CompleteTime", text="2026-11-22T10:00:00.000Z"),
+        E(t, "DateCompleted", text="2026-11-22T10:00:00.000Z"),
+    )
+    changed = await blocking(
+        lambda: phone.sync(
+            inbox,
+            first.sync_key or "",
+            commands=[change_command(sids[0], follow_up), change_command(sids[1], done)],
+        )
+    )
+    assert changed.status == 1
+    assert state_of(dovecot, fresh_user)[int(sids[0].split(":")[1])][1] is True
+
+    tablet, folders2 = await device(syncserver, fresh_user, "SYNCE2EFLAG2", "16.1")
+    k2 = (await blocking(lambda: tablet.sync(folders2["INBOX"], "0"))).sync_key or ""
+    seen = await blocking(lambda: tablet.sync(folders2["INBOX"], k2, options=body_options(100)))
+    other = {child_text(c, "ServerId") or "" for c in seen.commands()}
+    s0, s1 = (f"{folders2['INBOX']}:{sid.split(':')[1]}" for sid in sids)
+    assert other == {s0, s1}
+    assert _flag_of(seen, s0) == [
+        ("Status", "2"),
+        ("FlagType", "Follow up"),
+        ("StartDate", "2026-11-23T00:00:00.000Z"),
+        ("UtcStartDate", "2026-11-23T00:00:00.000Z"),
+        ("DueDate", "2026-11-30T00:00:00.000Z"),
+        ("UtcDueDate", "2026-11-30T00:00:00.000Z"),
+    ]
+    assert _flag_of(seen, s1) == [
+        ("Status", "1"),
+        ("CompleteTime", "2026-11-22T10:00:00.000Z"),
+        ("DateCompleted", "2026-11-22T10:00:00.000Z"),
+    ]
+
+    # Another IMAP client clears the flag: the dates no longer apply.
+    with dovecot.imap(fresh_user) as imap:
+        imap.select("INBOX")
+        imap.uid("STORE", sids[0].split(":")[1], "-FLAGS", "(\\Flagged)")
+    again = await blocking(lambda: tablet.sync(folders2["INBOX"], seen.sync_key or ""))
+    assert _flag_of(again, s0) == []
+
+
 def _unused(*_: Any) -> None:
     E(A, "Sync")
