@@ -602,10 +602,13 @@ async def pending_estimate(
     filter_type: int | None = None,
 ) -> int | None:
     """How many changes the next Sync with ``sync_key`` would have (GetItemEstimate): the
-    pending window plus new backend changes.  None when the key is not the current one
-    (None key = the current state, whatever its key).  Stores nothing."""
+    pending window plus new backend changes.  None when the key is neither the current nor
+    the previous one, which a Sync still accepts as a retry (None key = the current state,
+    whatever its key).  Stores nothing."""
     current = await store.current_sync_state(user, device_id, collection_id)
-    if current is None or (sync_key is not None and current.sync_key != sync_key):
+    if current is not None and sync_key is not None and current.sync_key != sync_key:
+        current = await store.get_sync_state(user, device_id, collection_id, sync_key)
+    if current is None:
         return None
     st = load_state(current)
     wanted = filter_type if filter_type is not None else st.filter_type

@@ -196,6 +196,8 @@ async def test_get_item_estimate(
     load(dovecot, fresh_user, 2)
     assert await blocking(lambda: dev.estimate(inbox, a.sync_key or "")) == (1, 7)
     assert (await blocking(lambda: dev.estimate(inbox, "stale")))[0] == 4
+    # The previous key stays valid (a Sync retry with it is answered): so is its estimate.
+    assert (await blocking(lambda: dev.estimate(inbox, k0)))[0] == 1
     assert (await blocking(lambda: dev.estimate(99, a.sync_key or "")))[0] == 2
     # pyactivesync's own request (16.1).
     est = await blocking(lambda: dev.client.get_item_estimate(str(inbox), a.sync_key or ""))
