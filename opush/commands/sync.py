@@ -54,6 +54,7 @@ from opush.sync.engine import (
     CollectionRequest,
     Summary,
     SyncEngine,
+    load_state,
     window_size,
 )
 from opush.sync.sources import CLASSES, source_for
@@ -316,6 +317,10 @@ async def _handle(
     try:
         if seconds and not await _wait_for_changes(ctx, parsed, seconds):
             return CommandResult.empty()
+        if not seconds and await _nothing_to_say(ctx, parsed):
+            # MS-ASCMD 2.2.1.21.2: no pending server changes -> an empty Sync response
+            # (headers only); the device keeps its SyncKey, which stays the current one.
+            return CommandResult.empty()
         for req, cid_text, item_class in parsed:
             if req is None:
                 out.append(
@@ -366,6 +371,39 @@ async def _sync_one(
         return engine.status_outcome(
             req, SERVER_ERROR, CLASSES.get(collection.ref.kind, item_class)
         )
+
+
+async def _nothing_to_say(
+    ctx: CommandContext, parsed: Sequence[tuple[CollectionRequest | None, str | None, str]]
+) -> bool:
+    """True when a Sync would answer every collection with Status 1 and nothing else: no
+    client commands, no SyncKey 0, each key the current one (a previous key is a retry, whose
+    answer is replayed), nothing pending or new in the backend (FilterType included)."""
+    from opush.sync.probe import estimate
+
+    if not parsed:
+        return False
+    user, device_id = ctx.device.user, ctx.device.device_id
+    for req, _, _ in parsed:
+        if req is None or req.sync_key == "0" or req.commands or not req.get_changes:
+            return False
+        current = await ctx.runtime.state.current_sync_state(user, device_id, req.collection_id)
+        if current is None or current.sync_key != req.sync_key:
+            return False
+        if load_state(current).cursor is None:
+            return False  # the first Sync after SyncKey 0 always gets a full answer
+        count = await estimate(
+            ctx.runtime,
+            ctx.credentials,
+            user,
+            device_id,
+            req.collection_id,
+            req.sync_key,
+            req.filter_type,
+        )
+        if count is None or count:
+            return False
+    return True
 
 
 async def _wait_for_changes(

@@ -276,6 +276,29 @@ async def test_drafts_add_16(
     assert not after.added  # not echoed
 
 
+@pytest_twisted.ensureDeferred
+async def test_no_change_sync_is_an_empty_response_and_the_key_stays_current(
+    syncserver: SyncServer, dovecot: LocalServices, fresh_user: str
+) -> None:
+    """MS-ASCMD 2.2.1.21.2 / 4.5.10: nothing to report -> HTTP 200 without a body; the device
+    keeps its SyncKey, and the next change arrives with it, also after an empty request."""
+    load(dovecot, fresh_user, 2)
+    dev, folders = await device(syncserver, fresh_user, "SYNCE2EEMPTY")
+    inbox = folders["INBOX"]
+    k0 = (await blocking(lambda: dev.sync(inbox, "0"))).sync_key or ""
+    first = await blocking(lambda: dev.sync(inbox, k0))
+    assert len(first.of("Add")) == 2
+    key = first.sync_key or ""
+    idle = await blocking(lambda: dev.sync(inbox, key))
+    assert (idle.http_status, idle.raw, idle.root) == (200, b"", None)
+    load(dovecot, fresh_user, 1)
+    news = await blocking(lambda: dev.sync(inbox, key))
+    assert len(news.of("Add")) == 1 and news.sync_key not in (None, key)
+    # An empty request (the cached one) with nothing new: empty again.
+    response = await blocking(lambda: dev.post("Sync", None))
+    assert (response.status_code, response.content) == (200, b"")
+
+
 def _flag_of(answer: Any, sid: str) -> list[tuple[str, str]]:
     for cmd in answer.commands():
         if child_text(cmd, "ServerId") == sid:
