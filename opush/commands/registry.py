@@ -7,6 +7,7 @@ answered 501, so adding a command is one line here plus its module.
 from __future__ import annotations
 
 from opush.commands import (
+    find,
     foldercreate,
     folderdelete,
     foldersync,
@@ -41,6 +42,7 @@ REGISTRY: dict[str, Handler] = {
     "GetAttachment": getattachment.handle,
     "MoveItems": moveitems.handle,
     "Search": search.handle,
+    "Find": find.handle,
     "Ping": ping.handle,
     "SendMail": sendmail.handle,
     "SmartReply": smartreply.handle,

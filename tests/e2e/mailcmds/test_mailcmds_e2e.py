@@ -278,6 +278,104 @@ async def test_search_mailbox_and_gal(
     )
 
 
+@pytest_twisted.ensureDeferred
+async def test_find_mailbox_and_gal_16_1(
+    mailserver: MailServer, dovecot: LocalServices, fresh_user: str
+) -> None:
+    """MS-ASCMD 2.2.1.2 Find (16.1): the mailbox with FreeText in one collection, DeepTraversal
+    over every collection, paging with Range, the GAL; an unknown collection is Status 3."""
+    c, folders = await setup(mailserver, dovecot, fresh_user, "MAILCMDFIND1", messages=2)
+    dovecot.deliver(
+        fresh_user,
+        dovecot.message(
+            fresh_user, subject="lunch plans", body="pizza at noon\n", Cc="carol@example.org"
+        ),
+    )
+    f, a = ns.FIND, ns.AIRSYNC
+    inbox = folders["INBOX"]
+    ids = {"f": f, "a": a, "e": ns.EMAIL, "e2": ns.EMAIL2, "io": ns.ITEMOPERATIONS, "g": ns.GAL}
+
+    def find(criterion: Any) -> Any:
+        tree = E(
+            f,
+            "Find",
+            E(f, "SearchId", text="1b2c3d4e-0000-4000-8000-00000000abcd"),
+            E(f, "ExecuteSearch", criterion),
+        )
+        return post_tree(c, "Find", tree, version="16.1")  # type: ignore[arg-type]
+
+    pizza = await blocking(
+        lambda: find(
+            E(
+                f,
+                "MailBoxSearchCriterion",
+                E(
+                    f,
+                    "Query",
+                    E(a, "Class", text="Email"),
+                    E(a, "CollectionId", text=str(inbox)),
+                    E(f, "FreeText", text="pizza"),
+                ),
+                E(f, "Options", E(f, "Range", text="0-9")),
+            )
+        )
+    )
+    assert pizza.findtext("f:Status", namespaces=ids) == "1"
+    response = pizza.find("f:Response", ids)
+    assert response.findtext("io:Store", namespaces=ids) == "Mailbox"
+    assert response.findtext("f:Status", namespaces=ids) == "1"
+    (hit,) = response.findall("f:Result", ids)
+    assert hit.findtext("a:Class", namespaces=ids) == "Email"
+    assert (hit.findtext("a:ServerId", namespaces=ids) or "").startswith(f"{inbox}:")
+    assert hit.findtext("a:CollectionId", namespaces=ids) == str(inbox)
+    props = hit.find("f:Properties", ids)
+    assert props.findtext("e:Subject", namespaces=ids) == "lunch plans"
+    assert props.findtext("f:Preview", namespaces=ids) == "pizza at noon"
+    assert props.findtext("f:HasAttachments", namespaces=ids) == "0"
+    assert props.findtext("f:DisplayCc", namespaces=ids) == "carol@example.org"
+    assert props.findtext("e2:IsDraft", namespaces=ids) == "0"
+    assert response.findtext("f:Range", namespaces=ids) == "0-0"
+    assert response.findtext("f:Total", namespaces=ids) == "1"
+
+    everything = await blocking(
+        lambda: find(
+            E(
+                f,
+                "MailBoxSearchCriterion",
+                E(f, "Query", E(a, "Class", text="Email"), E(f, "FreeText", text="numbers")),
+                E(f, "Options", E(f, "Range", text="0-0"), E(f, "DeepTraversal")),
+            )
+        )
+    )
+    page = everything.find("f:Response", ids)
+    assert len(page.findall("f:Result", ids)) == 1
+    assert page.findtext("f:Total", namespaces=ids) == "2"
+    first = page.find("f:Result/f:Properties", ids)
+    assert first.findtext("f:HasAttachments", namespaces=ids) == "1"
+
+    unknown = await blocking(
+        lambda: find(
+            E(
+                f,
+                "MailBoxSearchCriterion",
+                E(f, "Query", E(a, "CollectionId", text="999"), E(f, "FreeText", text="x")),
+            )
+        )
+    )
+    assert unknown.findtext("f:Response/f:Status", namespaces=ids) == "3"
+
+    people = await blocking(
+        lambda: find(E(f, "GalSearchCriterion", E(f, "Query", text="bo"), E(f, "Options")))
+    )
+    gal = people.find("f:Response", ids)
+    assert gal.findtext("io:Store", namespaces=ids) == "GAL"
+    names = [
+        r.findtext("f:Properties/g:DisplayName", namespaces=ids)
+        for r in gal.findall("f:Result", ids)
+    ]
+    assert names == ["Bob Durand"]
+
+
 def _engine_records_moves() -> bool:
     from opush.commands.registry import REGISTRY
 
