@@ -375,6 +375,14 @@ async def test_find_mailbox_and_gal_16_1(
     ]
     assert names == ["Bob Durand"]
 
+    # pyactivesync's own Find requests (16.1).
+    mine = await blocking(lambda: c.find_mailbox("pizza", folder_id=str(inbox)))  # type: ignore[attr-defined]
+    assert [i.fields.get("Email.Subject") for i in mine.items] == ["lunch plans"]
+    deep = await blocking(lambda: c.find_mailbox("numbers", deep_traversal=True))  # type: ignore[attr-defined]
+    assert len(deep.items) == 2
+    directory = await blocking(lambda: c.find_gal("carol"))  # type: ignore[attr-defined]
+    assert [i.fields.get("GAL.EmailAddress") for i in directory.items] == ["carol@example.org"]
+
 
 def _engine_records_moves() -> bool:
     from opush.commands.registry import REGISTRY
