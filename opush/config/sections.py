@@ -423,6 +423,20 @@ class MailSection:
         example="127.0.0.1",
     )
     smtp_port: int = key("smtp.port", PORT, 25, "opush addition. SMTP port.")
+    sieve_port: int | None = optional_key(
+        "sieve.port",
+        PORT,
+        "opush addition. ManageSieve port (RFC 5804, usually 4190) of the mail server: the "
+        "devices' out-of-office (EAS Settings Oof) becomes a Sieve vacation script there. "
+        "Unset: out-of-office is not offered (Settings Oof answers Status 7).",
+        example="4190",
+    )
+    sieve_host: str | None = optional_key(
+        "sieve.host",
+        STRING,
+        "opush addition. ManageSieve server; default: the IMAP server.",
+        example="127.0.0.1",
+    )
     smtp_activate_tls: bool = key(
         "smtp.activateTLS",
         BOOLEAN,

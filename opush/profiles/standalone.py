@@ -35,6 +35,20 @@ def mail_backend(config: Config, reactor: Any, settings: ImapSettings) -> ImapMa
     )
 
 
+def oof_services(config: Config, reactor: Any) -> dict[str, Any]:
+    """``oof`` (EAS Settings Oof as Sieve vacation) when mail_conf.ini has sieve.port; the
+    server is sieve.host, else imap.host (in the obm profile one of them must be set: the
+    ManageSieve server is not looked up in obm-locator)."""
+    mail = config.mail
+    host = mail.sieve_host or mail.imap_host
+    if mail.sieve_port is None or not host:
+        return {}
+    from opush.backends.sieve import ManageSieve, SieveOof
+
+    timeout = mail.imap_timeout_in_ms / 1000.0
+    return {"oof": SieveOof(ManageSieve(reactor, host, mail.sieve_port, timeout))}
+
+
 def standalone_backends(config: Config, reactor: Any) -> Backends:
     from opush.backends.smtp import SmtpClient, settings_from_config
 
@@ -42,5 +56,8 @@ def standalone_backends(config: Config, reactor: Any) -> Backends:
     return Backends(
         auth=ImapAuth(reactor, settings),
         mail=mail_backend(config, reactor, settings),
-        services={"smtp": SmtpClient(reactor, settings_from_config(config))},
+        services={
+            "smtp": SmtpClient(reactor, settings_from_config(config)),
+            **oof_services(config, reactor),
+        },
     )

@@ -39,6 +39,7 @@ DOMAIN = "example.org"
 PASSWORD = "secret"
 IMAP_PORT = 1143
 LMTP_PORT = 2424
+SIEVE_PORT = 5190
 SMTP_PORT = 2525
 LDAP_PORT = 3389
 POSTGRES_PORT = 5433
@@ -380,7 +381,7 @@ class Service:
 
 class Dovecot(Service):
     name = "dovecot"
-    ports = (IMAP_PORT, LMTP_PORT)
+    ports = (IMAP_PORT, LMTP_PORT, SIEVE_PORT)
     process_name = "dovecot"
 
     @property
@@ -432,6 +433,8 @@ class Dovecot(Service):
                 MAIL=self.mail,
                 IMAP_PORT=IMAP_PORT,
                 LMTP_PORT=LMTP_PORT,
+                SIEVE_PORT=SIEVE_PORT,
+                SMTP_PORT=SMTP_PORT,
                 DOMAIN=DOMAIN,
                 PASSWORD=PASSWORD,
                 FRESH_PREFIX=FRESH_PREFIX,
@@ -1012,7 +1015,8 @@ def status(names: list[str], say: Callable[[str], None] = print) -> bool:
 
 def _where(name: str) -> str:
     return {
-        "dovecot": f"imap://{HOST}:{IMAP_PORT} lmtp {HOST}:{LMTP_PORT}",
+        "dovecot": f"imap://{HOST}:{IMAP_PORT} lmtp {HOST}:{LMTP_PORT} "
+        f"managesieve {HOST}:{SIEVE_PORT}",
         "postfix": f"smtp://{HOST}:{SMTP_PORT}",
         "ldap": f"{LDAP_URL} {LDAP_BASE}",
         "postgres": f"postgresql://{POSTGRES_USER}@{HOST}:{POSTGRES_PORT}/",

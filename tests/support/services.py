@@ -147,6 +147,7 @@ class LocalServices:
     password: str = PASSWORD
     imap_port: int = svc.IMAP_PORT
     lmtp_port: int = svc.LMTP_PORT
+    sieve_port: int = svc.SIEVE_PORT  # Dovecot's ManageSieve
     smtp_port: int = svc.SMTP_PORT
     ldap_port: int = svc.LDAP_PORT
     postgres_port: int = svc.POSTGRES_PORT

@@ -135,7 +135,7 @@ def build(
         smtp_host=mail_conf.smtp_host,
         smtp_port=mail_conf.smtp_port,
     )
-    from opush.profiles.standalone import imap_settings, mail_backend
+    from opush.profiles.standalone import imap_settings, mail_backend, oof_services
 
     mail = LocatedMailBackend(
         hosts, lambda host: mail_backend(config, reactor, imap_settings(config, host))
@@ -159,6 +159,7 @@ def build(
             ),
             # Calendars, address books: sync, folder and push sources, MeetingResponse hook.
             **pim_services(client),
+            **oof_services(config, reactor),
         },
         "closeables": [_Closer(client, transport), devices],
     }

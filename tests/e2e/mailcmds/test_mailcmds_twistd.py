@@ -114,3 +114,58 @@ async def test_fetch_move_search_on_twistd(
     assert [(p.display_name, p.email_address) for p in people] == [
         ("Alice Martin", "alice@example.org")
     ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_out_of_office_on_twistd(
+    server: OpushServer, dovecot: LocalServices, postfix: LocalServices, fresh_user: str
+) -> None:
+    """Settings Oof (MS-ASCMD 2.2.3.119) with pyactivesync: Get, Set scheduled, Get again,
+    and the server's Sieve vacation answering a colleague at delivery; then off again."""
+    from pyactivesync import OofState
+
+    from tests.support.services import new_address
+
+    c = Client(f"127.0.0.1:{server.http_port}", fresh_user, "secret", device_id="TWISTDOOF1")
+    c._transport.base_url = server.url
+    await blocking(c.provision)
+    before = await blocking(c.get_oof)
+    assert before.state == OofState.DISABLED
+    await blocking(
+        lambda: c.set_oof(
+            OofState.ENABLED_SCHEDULED,
+            start_time="2020-01-01T00:00:00.000Z",
+            end_time="2090-01-01T00:00:00.000Z",
+            reply_message="Back in 2090.",
+        )
+    )
+    now = await blocking(c.get_oof)
+    assert now.state == OofState.ENABLED_SCHEDULED
+    assert (now.start_time, now.end_time) == (
+        "2020-01-01T00:00:00.000Z",
+        "2090-01-01T00:00:00.000Z",
+    )
+    assert {(m.applies_to, m.enabled, m.reply_message) for m in now.messages} == {
+        ("Internal", True, "Back in 2090."),
+        ("ExternalKnown", True, "Back in 2090."),
+        ("ExternalUnknown", True, "Back in 2090."),
+    }
+    colleague = new_address("oofpeer")
+    try:
+        dovecot.deliver(
+            fresh_user,
+            dovecot.message(fresh_user, subject="meeting?", sender=colleague),
+            sender=colleague,
+        )
+        for _ in range(75):
+            with dovecot.imap(colleague) as imap:
+                imap.select("INBOX", readonly=True)
+                _, data = imap.uid("SEARCH", None, "SUBJECT", '"Automatic reply"')
+            if (data[0] or b"").split():
+                break
+            await blocking(lambda: __import__("time").sleep(0.2))
+        assert (data[0] or b"").split(), "no automatic reply reached the colleague"
+    finally:
+        dovecot.remove_mailbox(colleague)
+    await blocking(lambda: c.set_oof(OofState.DISABLED))
+    assert (await blocking(c.get_oof)).state == OofState.DISABLED
