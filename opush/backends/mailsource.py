@@ -537,7 +537,7 @@ class MailItemSource:
 
     async def _replace_draft(self, uid: int, data: _Element) -> ClientChangeResult:
         """A draft changes as a whole: APPEND the new version, expunge the old one.  The
-        new uid reaches the device as an Add (and the old ServerId as a Delete) next."""
+        engine keeps the device's ServerId pointing at the new uid (``CollectionState.aliases``)."""
         new = await self._append_draft(data)
         if new is None:
             return ClientChangeResult(CONVERSION_ERROR)

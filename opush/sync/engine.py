@@ -196,6 +196,8 @@ def merge_changes(
     """Fold backend changes into ``st.pending``.  ``exclude``: ids the device itself just
     changed (their changes are not echoed back).  ``refilter``: the FilterType changed, so
     held items now out of range are soft-deleted (MS-ASCMD 2.2.3.172)."""
+    if st.aliases:
+        changes = _device_ids(st, changes)
     pending = st.pending
     deletes: list[str] = []
     changed: list[str] = []
@@ -231,6 +233,7 @@ def merge_changes(
             elif _in_range(item, cutoff):
                 adds.append(item)
     for d in deletes:
+        st.aliases.pop(d, None)
         if pending.get(d) != DELETE:
             pending.pop(d, None)
             pending[d] = DELETE
@@ -238,6 +241,25 @@ def merge_changes(
         pending[c] = CHANGE
     for a in _newest_first(adds):
         pending[a.item_id] = ADD
+
+
+def _device_ids(st: CollectionState, changes: SourceChanges) -> SourceChanges:
+    """Backend changes in the ids the device holds (``st.aliases``): a replaced item's new
+    id is reported under the device's id, and the disappearance of its old id is not a
+    delete."""
+    reverse = {source: device for device, source in st.aliases.items()}
+    changed = tuple(
+        attrs.evolve(item, item_id=reverse.get(item.item_id, item.item_id))
+        for item in changes.changed
+        if item.item_id in reverse or item.item_id not in st.aliases
+    )
+    gone: set[str] = set()
+    for item_id in changes.gone:
+        if item_id in reverse:
+            gone.add(reverse[item_id])
+        elif item_id not in st.aliases:
+            gone.add(item_id)
+    return attrs.evolve(changes, changed=changed, gone=frozenset(gone))
 
 
 # ------------------------------------------------------------------------------------ engine
@@ -464,10 +486,17 @@ class SyncEngine:
                 # Conflicts: a pending server Change stays pending, so the device receives
                 # the merged backend state afterwards (server wins where both changed the
                 # same field, MS-ASCMD 2.2.3.34 default); a pending SoftDelete wins.
-                changed = await source.apply_change(item, cmd.data, render)
+                changed = await source.apply_change(st.source_id(item), cmd.data, render)
                 if changed.status == OK:
                     modified = True
                     touched.add(item)
+                    if changed.item_id is not None and changed.item_id != st.source_id(item):
+                        # The backend replaced the item (IMAP draft: new UID); the device
+                        # keeps its ServerId (MS-ASCMD 2.2.3.24 Change keeps the ServerId).
+                        if changed.item_id == item:
+                            st.aliases.pop(item, None)
+                        else:
+                            st.aliases[item] = changed.item_id
                 else:
                     responses.append(_item_response("Change", cmd.server_id, changed.status))
             elif cmd.kind == "Delete":
@@ -487,16 +516,17 @@ class SyncEngine:
             else:
                 responses.append(_item_response(cmd.kind, cmd.server_id, PROTOCOL_ERROR))
         if deletes:
-            await source.apply_delete(deletes, req.deletes_as_moves)
+            await source.apply_delete([st.source_id(i) for i in deletes], req.deletes_as_moves)
             modified = True
             for item in deletes:
                 st.have.discard(item)
                 st.pending.pop(item, None)
                 touched.add(item)
+                st.aliases.pop(item, None)
         if fetches:
-            rendered = await source.render([i for _, i in fetches], render)
+            rendered = await source.render([st.source_id(i) for _, i in fetches], render)
             for sid, item in fetches:
-                data = rendered.get(item)
+                data = rendered.get(st.source_id(item))
                 if data is None:
                     responses.append(_item_response("Fetch", sid, NOT_FOUND))
                     continue
@@ -539,18 +569,19 @@ class SyncEngine:
             if len(batch) >= req.window_size:
                 break
             batch.append((item, op))
-        to_render = [i for i, op in batch if op in (ADD, CHANGE)]
+        to_render = [st.source_id(i) for i, op in batch if op in (ADD, CHANGE)]
         rendered = await source.render(to_render, render) if to_render else {}
         commands = etree.Element(_q("Commands"), nsmap=_NSMAP)
         for item, op in batch:
             del st.pending[item]
             sid = server_id(cid, item)
             if op in (ADD, CHANGE):
-                data = rendered.get(item)
+                data = rendered.get(st.source_id(item))
                 if data is None:
                     # Gone between detection and rendering.
                     if op == CHANGE:
                         st.have.discard(item)
+                        st.aliases.pop(item, None)
                         _command(commands, "Delete", sid)
                         summary_out.delete += 1
                     continue
@@ -560,6 +591,7 @@ class SyncEngine:
                 summary_out.change += 1
             else:
                 st.have.discard(item)
+                st.aliases.pop(item, None)
                 _command(commands, "Delete" if op == DELETE else "SoftDelete", sid)
                 summary_out.delete += 1
         return commands if len(commands) else None

@@ -40,6 +40,12 @@ class CollectionState:
     #: Remembered Conflict (MS-ASCMD 2.2.3.34), None = server wins (the default).
     conflict: int | None = None
     item_class: str = "Email"
+    #: Device id -> source id, for items whose backend id changed under a client Change
+    #: (a 16.x draft is replaced in IMAP: new UID) while the device keeps its ServerId.
+    aliases: dict[str, str] = attrs.field(factory=dict)
+
+    def source_id(self, device_id: str) -> str:
+        return self.aliases.get(device_id, device_id)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +57,7 @@ class CollectionState:
             "options": self.options,
             "conflict": self.conflict,
             "class": self.item_class,
+            **({"alias": dict(self.aliases)} if self.aliases else {}),
         }
 
     @classmethod
@@ -65,6 +72,7 @@ class CollectionState:
             options=data.get("options"),
             conflict=data.get("conflict"),
             item_class=data.get("class") or "Email",
+            aliases={str(k): str(v) for k, v in (data.get("alias") or {}).items()},
         )
 
 

@@ -299,6 +299,61 @@ async def test_no_change_sync_is_an_empty_response_and_the_key_stays_current(
     assert (response.status_code, response.content) == (200, b"")
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_changed_draft_keeps_its_server_id_16(
+    syncserver: SyncServer, dovecot: LocalServices, fresh_user: str
+) -> None:
+    """MS-ASCMD 2.2.3.24 / 16.0 drafts: a device Change of a draft replaces the IMAP message
+    (new UID), yet the device keeps its ServerId: no Delete+Add comes back, later server
+    changes arrive under that ServerId, and a Delete of it removes the new message."""
+    dev, folders = await device(syncserver, fresh_user, "SYNCE2EDRAFT2", "16.1")
+    drafts = folders["Drafts"]
+    k = (await blocking(lambda: dev.sync(drafts, "0"))).sync_key or ""
+    k = (await blocking(lambda: dev.sync(drafts, k))).sync_key or k
+    b = ns.AIRSYNCBASE
+
+    def draft(subject: str, text: str) -> list[Any]:
+        return [
+            E(ns.EMAIL, "To", text="bob@example.org"),
+            E(ns.EMAIL, "Subject", text=subject),
+            E(b, "Body", E(b, "Type", text=1), E(b, "Data", text=text)),
+        ]
+
+    add = E(
+        A, "Add", E(A, "ClientId", text="draft-1"), E(A, "ApplicationData", *draft("v1", "one"))
+    )
+    added = await blocking(lambda: dev.sync(drafts, k, commands=[add]))
+    (response,) = added.responses()
+    sid = child_text(response, "ServerId") or ""
+    assert child_text(response, "Status") == "1" and sid
+    changed = await blocking(
+        lambda: dev.sync(
+            drafts, added.sync_key or "", commands=[change_command(sid, *draft("v2", "two"))]
+        )
+    )
+    assert changed.status == 1 and not list(changed.commands())
+    with dovecot.imap(fresh_user) as imap:
+        imap.select("Drafts")
+        _, data = imap.uid("SEARCH", None, "ALL")
+        uids = (data[0] or b"").split()
+        assert len(uids) == 1 and uids[0].decode() != sid.split(":")[1]
+        _, body = imap.uid("FETCH", uids[0].decode(), "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert b"v2" in body[0][1]
+        imap.uid("STORE", uids[0].decode(), "+FLAGS", "(\\Flagged)")
+    later = await blocking(lambda: dev.sync(drafts, changed.sync_key or ""))
+    assert [(etree.QName(c).localname, child_text(c, "ServerId")) for c in later.commands()] == [
+        ("Change", sid)
+    ]
+    gone = await blocking(
+        lambda: dev.sync(drafts, later.sync_key or "", commands=[delete_command(sid)])
+    )
+    assert gone.status == 1
+    with dovecot.imap(fresh_user) as imap:
+        imap.select("Drafts", readonly=True)
+        _, data = imap.uid("SEARCH", "UNDELETED")
+    assert not (data[0] or b"").split()
+
+
 def _flag_of(answer: Any, sid: str) -> list[tuple[str, str]]:
     for cmd in answer.commands():
         if child_text(cmd, "ServerId") == sid:

@@ -422,8 +422,37 @@ def test_draft_change_replaces_the_draft() -> None:
     )
     out = rig.sync(key, commands=[ClientCommand("Change", f"{CID}:{old}", data=data)])
     a = answer(out)
-    assert a.server_ids("Delete") == [f"{CID}:{old}"]
-    assert len(a.server_ids("Add")) == 1
-    view.apply(a)
-    assert [p.get("subject") for p in view.items.values()] == ["draft v2"]
+    # The IMAP message is replaced, the device keeps its ServerId: nothing echoed back.
+    assert a.server_ids("Delete") == [] and a.server_ids("Add") == []
     assert list(rig.mail.folder("Drafts").messages) == [old + 1]
+    fetched = answer(rig.sync(key_of(out), commands=[ClientCommand("Fetch", f"{CID}:{old}")]))
+    view.apply(fetched)
+    assert [child_text(r, "Status") for r in fetched.responses()] == ["1"]
+    subject = fetched.responses()[0].findtext(f"{{{A}}}ApplicationData/{{{ns.EMAIL}}}Subject")
+    assert subject == "draft v2"
+
+
+def test_aliased_items_are_seen_under_the_device_id() -> None:
+    """A replaced item (new backend id, same ServerId): its changes come under the device's
+    id, the old backend id vanishing is no Delete, the new one vanishing is."""
+    from opush.sync.engine import merge_changes
+    from opush.sync.ids import IdSet
+    from opush.sync.interfaces import SourceChanges, SourceItem
+    from opush.sync.state import CHANGE, DELETE, CollectionState
+
+    st = CollectionState(cursor={}, have=IdSet(["5", "6"]), aliases={"5": "9"})
+    merge_changes(
+        st,
+        SourceChanges(cursor={}, changed=(SourceItem("9"),), gone=frozenset({"5"})),
+        None,
+    )
+    assert st.pending == {"5": CHANGE}
+    st.pending.clear()
+    merge_changes(
+        st, SourceChanges(cursor={}, changed=(SourceItem("9"),)), None, exclude=frozenset({"5"})
+    )
+    assert st.pending == {}
+    merge_changes(st, SourceChanges(cursor={}, gone=frozenset({"9"})), None)
+    assert st.pending == {"5": DELETE} and st.aliases == {}
+    restored = CollectionState.from_json(CollectionState(cursor={}, aliases={"1": "2"}).to_json())
+    assert restored.aliases == {"1": "2"} and restored.source_id("1") == "2"
