@@ -483,9 +483,17 @@ class SyncEngine:
                 if cmd.data is None:
                     responses.append(_item_response("Change", cmd.server_id, PROTOCOL_ERROR))
                     continue
-                # Conflicts: a pending server Change stays pending, so the device receives
-                # the merged backend state afterwards (server wins where both changed the
-                # same field, MS-ASCMD 2.2.3.34 default); a pending SoftDelete wins.
+                if (
+                    st.pending.get(item) == CHANGE
+                    and (st.conflict if st.conflict is not None else 1) == 1
+                ):
+                    # MS-ASCMD 2.2.3.34: changed on both sides and Conflict 1 (the default):
+                    # the server object replaces the client's, which is discarded (Status
+                    # 7); the pending server Change goes out in this answer's window.
+                    responses.append(_item_response("Change", cmd.server_id, CONFLICT))
+                    continue
+                # Conflict 0: the client's change is applied; the pending server Change still
+                # goes out, carrying the merged backend state.  A pending SoftDelete wins.
                 changed = await source.apply_change(st.source_id(item), cmd.data, render)
                 if changed.status == OK:
                     modified = True

@@ -456,3 +456,28 @@ def test_aliased_items_are_seen_under_the_device_id() -> None:
     assert st.pending == {"5": DELETE} and st.aliases == {}
     restored = CollectionState.from_json(CollectionState(cursor={}, aliases={"1": "2"}).to_json())
     assert restored.aliases == {"1": "2"} and restored.source_id("1") == "2"
+
+
+@pytest.mark.parametrize("conflict", [None, 1, 0])
+def test_changed_on_both_sides_follows_the_conflict_option(rig: Rig, conflict: int | None) -> None:
+    """MS-ASCMD 2.2.3.34: by default (and with Conflict 1) the server object replaces the
+    client's, whose Change is answered with Status 7; with Conflict 0 the client's is kept."""
+    uid = rig.mail.deliver("INBOX", text_message("both"))
+    view = DeviceView()
+    key = full_sync(rig, key_of(rig.sync("0")), view)
+    sid = f"{CID}:{uid}"
+    rig.mail.flag("INBOX", uid, add=["\\Flagged"])  # the server side changes it...
+    out = rig.sync(  # ... while the device marks it read
+        key,
+        conflict=conflict,
+        commands=[ClientCommand("Change", sid, data=E(A, "ApplicationData", read_prop(True)))],
+    )
+    a = answer(out)
+    statuses = [child_text(r, "Status") for r in a.responses()]
+    assert a.server_ids("Change") == [sid]  # the server's object goes to the device
+    message = rig.mail.folder("INBOX").messages[uid]
+    if conflict == 0:
+        assert statuses == [] and "\\Seen" in message.flags
+    else:
+        assert statuses == ["7"] and "\\Seen" not in message.flags
+    assert "\\Flagged" in message.flags
