@@ -309,6 +309,9 @@ class MailItemSource:
     """
 
     item_class = "Email"
+    #: Changes are exact (CONDSTORE/flag snapshot, the engine's own writes skipped): a Change
+    #: pending for an item the device changes too is a real conflict (MS-ASCMD 2.2.3.34).
+    exact_changes = True
 
     def __init__(
         self,

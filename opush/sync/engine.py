@@ -486,13 +486,17 @@ class SyncEngine:
                 if (
                     st.pending.get(item) == CHANGE
                     and (st.conflict if st.conflict is not None else 1) == 1
+                    and getattr(source, "exact_changes", False)
                 ):
                     # MS-ASCMD 2.2.3.34: changed on both sides and Conflict 1 (the default):
                     # the server object replaces the client's, which is discarded (Status
                     # 7); the pending server Change goes out in this answer's window.
+                    # Only for sources whose changes never echo the device's own writes
+                    # (IMAP: step C below moves the cursor past them); obm-sync and DAV
+                    # report them again later, and a false conflict would lose a user edit.
                     responses.append(_item_response("Change", cmd.server_id, CONFLICT))
                     continue
-                # Conflict 0: the client's change is applied; the pending server Change still
+                # Otherwise the client's change is applied; the pending server Change still
                 # goes out, carrying the merged backend state.  A pending SoftDelete wins.
                 changed = await source.apply_change(st.source_id(item), cmd.data, render)
                 if changed.status == OK:

@@ -78,6 +78,8 @@ class ItemSource(Protocol):
 
     #: The EAS Class of the items (Email, Calendar, Contacts, Tasks).
     item_class: str
+    # Optional ``exact_changes = True``: ``changes`` never reports the engine's own writes
+    # later on, so an item changed on both sides is a real conflict (server wins, Status 7).
 
     async def changes(self, cursor: Json | None) -> SourceChanges:
         """What changed since ``cursor``; None = list everything (``complete`` result).

@@ -158,7 +158,19 @@ class SyncAnswer:
     raw: bytes = b""
 
     @property
+    def empty(self) -> bool:
+        """MS-ASCMD 2.2.1.21.2 empty Sync response: nothing new, the SyncKey stays."""
+        return (
+            self.http_status == 200
+            and self.root is None
+            and self.collection is None
+            and not self.raw
+        )
+
+    @property
     def status(self) -> int | None:
+        if self.empty:
+            return 1
         if self.collection is not None:
             return int(child_text(self.collection, "Status") or 0)
         if self.root is not None:

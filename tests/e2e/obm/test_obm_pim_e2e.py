@@ -94,13 +94,17 @@ class Phone:
         if libwbxml:
             response = post_raw(self.device, "Sync", libwbxml_encode(tree))
             assert response.status_code == 200, response.status_code
-            root = decode(response.content)
-            col = root.find(f"{{{A}}}Collections/{{{A}}}Collection")
-            answer = SyncAnswer(root, col, 200, response.content)
+            if response.content:
+                root = decode(response.content)
+                col = root.find(f"{{{A}}}Collections/{{{A}}}Collection")
+                answer = SyncAnswer(root, col, 200, response.content)
+            else:  # empty Sync response: nothing new
+                answer = SyncAnswer(None, None, 200, b"")
         else:
             answer = self.device.send_sync(tree)
         assert answer.status == 1, etree.tostring(answer.root) if answer.root is not None else None
-        self.keys[collection_id] = answer.sync_key or ""
+        if not answer.empty:
+            self.keys[collection_id] = answer.sync_key or ""
         return answer
 
 
