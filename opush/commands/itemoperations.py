@@ -162,6 +162,16 @@ async def mail_properties(
     except MessageTooLarge:
         # Too big to hold: the header still gives a usable item (subject, addresses...).
         raw = await store.fetch_body(folder, item.uid, "HEADER")
+    from opush.backends.mailsource import FlagDetailStore, fingerprint
+
+    details = None  # the Flag details devices set (FlagDetailStore), as Sync sends them
+    if ctx.runtime.state is not None:
+        known = await FlagDetailStore(
+            ctx.runtime.state, ctx.user.login_at_domain.lower(), ctx.runtime.clock
+        ).lookup(folder)
+        entry = known.get(item.uid)
+        if entry is not None and entry[0] == fingerprint(summary.internaldate, summary.size):
+            details = entry[1]
     return email_application_data(
         raw,
         ref=MessageRef(item.collection_id, item.uid),
@@ -170,6 +180,7 @@ async def mail_properties(
         options=options,
         version=ctx.version,
         user_addresses=[ctx.user.email],
+        flag_details=details,
     )
 
 

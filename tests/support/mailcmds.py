@@ -295,6 +295,7 @@ class FakeCollections:
     """The collection-id part of a StateStore (one user+device)."""
 
     by_id: dict[int, Any] = attrs.field(factory=dict)
+    mappings: dict[tuple[Any, ...], str] = attrs.field(factory=dict)
 
     def add(self, collection_id: int, folder: str, folder_type: int = 12) -> None:
         from opush.storage.interfaces import Collection
@@ -319,6 +320,19 @@ class FakeCollections:
         from twisted.internet.defer import succeed
 
         return succeed(None)  # never synced: MoveItems has no sync state to update
+
+    def get_mapping(self, user: str, device_id: str, cid: int, kind: Any, key: str) -> Any:
+        from twisted.internet.defer import succeed
+
+        return succeed(self.mappings.get((user, device_id, cid, kind, key)))
+
+    def put_mapping(
+        self, user: str, device_id: str, cid: int, kind: Any, key: str, value: str
+    ) -> Any:
+        from twisted.internet.defer import succeed
+
+        self.mappings[(user, device_id, cid, kind, key)] = value
+        return succeed(None)
 
     def list_collections(self, user: str, device_id: str) -> Any:
         from twisted.internet.defer import succeed
