@@ -613,8 +613,9 @@ async def fetch_for_render(
     """Summary, structure and the text sections ``fetch_plan`` wants, for a window of mails.
 
     On the IMAP store: one ``UID FETCH (FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE
-    BODY.PEEK[HEADER] BODY.PEEK[1]<0.N>)`` for the window (no ENVELOPE: the converter reads
-    the header), then one more per distinct plan only for mails whose text is elsewhere.
+    BODY.PEEK[HEADER.FIELDS (<the converter's fields>)] BODY.PEEK[1]<0.N>)`` for the window
+    (no ENVELOPE: the converter reads the header), then one more per distinct plan only
+    for mails whose text is elsewhere.
     Any other MailStore: fetch_summaries + fetch_body."""
     from opush.backends.imap.store import ImapMailStore
 
@@ -656,8 +657,10 @@ async def _imap_window(
 ) -> list[tuple[MessageSummary, dict[str, bytes]]]:
     from opush.backends.imap import parser as p
     from opush.backends.imap.store import _chunks
+    from opush.content.email.convert import SYNC_HEADER_FIELDS
 
-    items = "(UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER]"
+    fields = " ".join(SYNC_HEADER_FIELDS).upper()
+    items = f"(UID FLAGS INTERNALDATE RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS ({fields})]"
     if speculative:
         items += f" BODY.PEEK[1]<0.{speculative}>"
     request = (items + ")").encode()
@@ -676,7 +679,7 @@ async def _imap_window(
         item = merged.get(uid)
         if item is None or "BODYSTRUCTURE" not in item:
             continue
-        header = item.get("BODY[HEADER]")
+        header = next((v for k, v in item.items() if k.startswith("BODY[HEADER")), None)
         texts: dict[str, bytes] = {}
         first = item.get("BODY[1]")
         if isinstance(first, bytes):
