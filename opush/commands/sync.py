@@ -313,7 +313,9 @@ async def _handle(
     )
     parsed = [parse_collection(c, request_window, default, maximum) for c in items]
 
-    out: list[_Element] = []
+    # The answer is built in place (engine.sync ``parent``): no big subtree moves.
+    root = E(AIRSYNC, "Sync")
+    collections = etree.SubElement(root, f"{{{AIRSYNC}}}Collections")
     try:
         if seconds and not await _wait_for_changes(ctx, parsed, seconds):
             return CommandResult.empty()
@@ -323,29 +325,30 @@ async def _handle(
             return CommandResult.empty()
         for req, cid_text, item_class in parsed:
             if req is None:
-                out.append(
+                collections.append(
                     _status_collection(
                         cid_text or "", None, PROTOCOL_ERROR, item_class, ctx.version
                     )
                 )
                 continue
-            outcome = await _sync_one(ctx, engine, req, item_class)
-            out.append(outcome.element)
+            outcome = await _sync_one(ctx, engine, req, item_class, collections)
+            if outcome.element.getparent() is not collections:
+                collections.append(outcome.element)
             summary_in.add(outcome.summary_in)
             summary_out.add(outcome.summary_out)
     except (BackendUnavailable, StorageError) as e:
         raise EasStatusError(
             RETRY, message=f"{type(e).__name__}: {e} (nothing advanced)", level="warn"
         ) from e
-    root = E(AIRSYNC, "Sync")
-    collections = etree.SubElement(root, f"{{{AIRSYNC}}}Collections")
-    for el in out:
-        collections.append(el)  # one move per collection (see engine._window)
     return CommandResult.wbxml(root)
 
 
 async def _sync_one(
-    ctx: CommandContext, engine: SyncEngine, req: CollectionRequest, item_class: str
+    ctx: CommandContext,
+    engine: SyncEngine,
+    req: CollectionRequest,
+    item_class: str,
+    parent: _Element,
 ) -> Any:
     collection = await ctx.runtime.state.get_collection(
         ctx.device.user, ctx.device.device_id, req.collection_id
@@ -354,7 +357,7 @@ async def _sync_one(
         return engine.status_outcome(req, HIERARCHY_CHANGED, item_class)
     source = source_for(ctx.runtime, ctx.credentials, collection)
     try:
-        return await engine.sync(req, source)
+        return await engine.sync(req, source, parent)
     except MailboxNotFound:
         # The folder went away behind the device's back: it must FolderSync.
         return engine.status_outcome(

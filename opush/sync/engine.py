@@ -297,7 +297,12 @@ class SyncEngine:
     ) -> CollectionOutcome:
         return CollectionOutcome(self._status_only(req, status, item_class), Summary(), Summary())
 
-    async def sync(self, req: CollectionRequest, source: ItemSource) -> CollectionOutcome:
+    async def sync(
+        self, req: CollectionRequest, source: ItemSource, parent: _Element | None = None
+    ) -> CollectionOutcome:
+        """One collection of a Sync.  ``parent``: the response's Collections element, under
+        which the (possibly big) answer is built in place: moving a finished 512-item tree
+        between lxml documents costs a full walk of it at every level."""
         cid = req.collection_id
         item_class = source.item_class
         if req.sync_key == "0":
@@ -323,7 +328,7 @@ class SyncEngine:
             st = load_state(base)
         except (ValueError, KeyError, TypeError):
             return self.status_outcome(req, INVALID_SYNC_KEY, item_class)
-        return await self._sync(req, source, st, item_class)
+        return await self._sync(req, source, st, item_class, parent)
 
     async def _initial(self, req: CollectionRequest, item_class: str) -> CollectionOutcome:
         """SyncKey 0 (MS-ASCMD 3.1.5.3): forget the collection's state, hand out a key."""
@@ -356,6 +361,7 @@ class SyncEngine:
         source: ItemSource,
         st: CollectionState,
         item_class: str,
+        parent: _Element | None = None,
     ) -> CollectionOutcome:
         cid = req.collection_id
         # Options: the request's, else the remembered ones (OP-135).
@@ -398,26 +404,34 @@ class SyncEngine:
             merge_changes(st, after, cutoff, exclude=frozenset(touched))
             st.cursor = after.cursor
 
-        # D. The window.
-        commands: _Element | None = None
-        if req.get_changes:
-            commands = await self._window(req, source, st, render, summary_out)
+        # D. The window, built in place under the Collection element.
+        batch = st.pending.take(req.window_size) if req.get_changes else []
         more = bool(st.pending) and req.get_changes
-
         key = self.new_key()
-        el = E(AIRSYNC, "Collection")
+        if parent is not None:
+            el = etree.SubElement(parent, _q("Collection"))
+        else:
+            el = etree.Element(_q("Collection"), nsmap=_NSMAP)
         if self.version < (14, 0):
-            el.append(E(AIRSYNC, "Class", text=item_class))
-        el.append(E(AIRSYNC, "SyncKey", text=key))
-        el.append(E(AIRSYNC, "CollectionId", text=cid))
-        el.append(E(AIRSYNC, "Status", text=OK))
+            etree.SubElement(el, _q("Class")).text = item_class
+        etree.SubElement(el, _q("SyncKey")).text = key
+        etree.SubElement(el, _q("CollectionId")).text = str(cid)
+        etree.SubElement(el, _q("Status")).text = str(OK)
         if more:
-            el.append(E(AIRSYNC, "MoreAvailable"))
+            etree.SubElement(el, _q("MoreAvailable"))
         # OP-186: Responses before Commands (devices choke on the other order).
         if responses:
             el.append(E(AIRSYNC, "Responses", *responses))
-        if commands is not None:
-            el.append(commands)
+        if batch:
+            commands = etree.SubElement(el, _q("Commands"))
+            try:
+                await self._window(batch, req, source, st, render, summary_out, commands)
+            except BaseException:
+                if parent is not None:
+                    parent.remove(el)  # nothing of a failed collection stays in the answer
+                raise
+            if not len(commands):
+                el.remove(commands)
         data = st.to_json()
         if req.fingerprint is not None:
             data["request"] = req.fingerprint
@@ -565,27 +579,22 @@ class SyncEngine:
 
     async def _window(
         self,
+        batch: list[tuple[str, str]],
         req: CollectionRequest,
         source: ItemSource,
         st: CollectionState,
         render: RenderRequest,
         summary_out: Summary,
-    ) -> _Element | None:
-        """The Commands element for up to WindowSize pending changes (None if empty).
+        commands: _Element,
+    ) -> None:
+        """The window's commands (``batch``, taken from the pending list) into ``commands``.
 
         Built top-down in one document: appending finished subtrees level by level makes
         lxml re-walk them at every level (it showed as the top cost of a 100-mail window)."""
         cid = req.collection_id
-        batch: list[tuple[str, str]] = []
-        for item, op in st.pending.items():
-            if len(batch) >= req.window_size:
-                break
-            batch.append((item, op))
         to_render = [st.source_id(i) for i, op in batch if op in (ADD, CHANGE)]
         rendered = await source.render(to_render, render) if to_render else {}
-        commands = etree.Element(_q("Commands"), nsmap=_NSMAP)
         for item, op in batch:
-            del st.pending[item]
             sid = server_id(cid, item)
             if op in (ADD, CHANGE):
                 data = rendered.get(st.source_id(item))
@@ -606,7 +615,6 @@ class SyncEngine:
                 st.aliases.pop(item, None)
                 _command(commands, "Delete" if op == DELETE else "SoftDelete", sid)
                 summary_out.delete += 1
-        return commands if len(commands) else None
 
 
 _NSMAP: Any = {None: AIRSYNC}

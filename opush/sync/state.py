@@ -7,12 +7,13 @@ whatever the source needs (for IMAP with QRESYNC: UIDVALIDITY, UIDNEXT, HIGHESTM
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from opush.sync.ids import IdSet
+from opush.sync.pending import Pending
 
 FORMAT = 1
 
@@ -21,6 +22,10 @@ ADD = "a"
 CHANGE = "c"
 DELETE = "d"
 SOFT_DELETE = "s"  # out of the FilterType window (MS-ASCMD 2.2.3.172 SoftDelete)
+
+
+def _as_pending(value: Pending | dict[str, str]) -> Pending:
+    return value if isinstance(value, Pending) else Pending(value)
 
 
 @attrs.define
@@ -32,7 +37,7 @@ class CollectionState:
     #: Item ids the device holds.
     have: IdSet = attrs.field(factory=IdSet)
     #: Changes found but not sent yet (beyond WindowSize), id -> op, in sending order.
-    pending: dict[str, str] = attrs.field(factory=dict)
+    pending: Pending = attrs.field(factory=Pending, converter=_as_pending)
     #: FilterType in force (None: never synced with one).
     filter_type: int | None = None
     #: Remembered Options elements (serialized XML), for requests that omit them (OP-135).
@@ -52,7 +57,7 @@ class CollectionState:
             "v": FORMAT,
             "cursor": dict(self.cursor) if self.cursor is not None else None,
             "have": self.have.encode(),
-            "pending": encode_pending(self.pending.items()),
+            "pending": self.pending.encode(),
             "filter": self.filter_type,
             "options": self.options,
             "conflict": self.conflict,
@@ -67,42 +72,10 @@ class CollectionState:
         return cls(
             cursor=data.get("cursor"),
             have=IdSet.decode(data.get("have")),
-            pending=dict(decode_pending(data.get("pending") or [])),
+            pending=Pending.decode(data.get("pending") or []),
             filter_type=data.get("filter"),
             options=data.get("options"),
             conflict=data.get("conflict"),
             item_class=data.get("class") or "Email",
             aliases={str(k): str(v) for k, v in (data.get("alias") or {}).items()},
         )
-
-
-def encode_pending(items: Iterable[tuple[str, str]]) -> list[list[Any]]:
-    """Runs ``[op, first, last]`` of consecutive numeric ids (ascending or descending, the
-    way a window is sent: adds newest first), ``[op, "=id"]`` for other ids."""
-    out: list[list[Any]] = []
-    for item_id, op in items:
-        if item_id.isdigit() and not (item_id.startswith("0") and item_id != "0"):
-            n = int(item_id)
-            if out:
-                last = out[-1]
-                if last[0] == op and len(last) == 3:
-                    first, end = last[1], last[2]
-                    if (first <= end and n == end + 1) or (first >= end and n == end - 1):
-                        last[2] = n
-                        continue
-            out.append([op, n, n])
-        else:
-            out.append([op, "=" + item_id])
-    return out
-
-
-def decode_pending(runs: Iterable[list[Any]]) -> Iterable[tuple[str, str]]:
-    for run in runs:
-        op = run[0]
-        if len(run) == 2:
-            yield str(run[1])[1:], op
-            continue
-        first, last = int(run[1]), int(run[2])
-        step = 1 if last >= first else -1
-        for n in range(first, last + step, step):
-            yield str(n), op

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opush.sync.ids import IdSet, InvalidServerId, parse_mail_server_id, parse_server_id, server_id
-from opush.sync.state import CollectionState, decode_pending, encode_pending
+from opush.sync.pending import Pending
+from opush.sync.state import CollectionState
 
 ids = st.one_of(
     st.integers(min_value=0, max_value=300).map(str),
@@ -42,12 +43,71 @@ def test_dense_uids_are_one_range() -> None:
 
 @given(st.lists(st.tuples(ids, st.sampled_from("acds")), max_size=100, unique_by=lambda t: t[0]))
 def test_pending_round_trip(items: list[tuple[str, str]]) -> None:
-    assert list(decode_pending(encode_pending(items))) == items
+    pending = Pending(items)
+    assert list(pending.items()) == items
+    assert list(Pending.decode(pending.encode()).items()) == items
 
 
 def test_pending_runs_are_compact() -> None:
-    items = [(str(u), "a") for u in range(5000, 0, -1)]
-    assert encode_pending(items) == [["a", 5000, 1]]
+    pending = Pending((str(u), "a") for u in range(5000, 0, -1))
+    assert pending.encode() == [["a", 5000, 1]]
+    assert pending.take(3) == [("5000", "a"), ("4999", "a"), ("4998", "a")]
+    assert pending.encode() == [["a", 4997, 1]] and len(pending) == 4997
+
+
+_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "pop", "del", "take", "get", "round"]),
+        st.one_of(st.integers(0, 40).map(str), st.sampled_from(["x", "y", "007"])),
+        st.sampled_from("acds"),
+        st.integers(0, 7),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(ids, st.sampled_from("acds")), max_size=60, unique_by=lambda t: t[0]), _ops
+)
+def test_pending_behaves_like_an_ordered_dict(
+    start: list[tuple[str, str]], ops: list[tuple[str, str, str, int]]
+) -> None:
+    """Every operation the engine uses, against a plain dict (insertion order, in-place
+    replacement), including a stored-and-loaded round trip at any point."""
+    model = dict(start)
+    pending = Pending(start)
+    for op, key, value, count in ops:
+        if op == "set":
+            model[key] = value
+            pending[key] = value
+        elif op == "pop":
+            assert pending.pop(key, None) == model.pop(key, None)
+        elif op == "del":
+            if key in model:
+                del model[key]
+                del pending[key]
+        elif op == "take":
+            taken = list(model.items())[:count]
+            for k, _ in taken:
+                del model[k]
+            assert pending.take(count) == taken
+        elif op == "get":
+            assert pending.get(key) == model.get(key)
+            assert (key in pending) == (key in model)
+        else:
+            pending = Pending.decode(pending.encode())
+        assert list(pending.items()) == list(model.items())
+        assert len(pending) == len(model) and bool(pending) == bool(model)
+
+
+def test_a_fragmented_list_switches_to_a_dict_and_stays_correct() -> None:
+    items = [(str(n), "c") for n in range(0, 2000, 2)]  # 1000 runs of one
+    pending = Pending(items)
+    assert list(pending.items()) == items
+    assert Pending.decode(pending.encode()) == pending
+    pending["1"] = "a"
+    assert list(pending.items())[-1] == ("1", "a")
 
 
 def test_state_json_round_trip() -> None:
