@@ -53,11 +53,26 @@ def standalone_backends(config: Config, reactor: Any) -> Backends:
     from opush.backends.smtp import SmtpClient, settings_from_config
 
     settings = imap_settings(config)
+    services: dict[str, Any] = {
+        "smtp": SmtpClient(reactor, settings_from_config(config)),
+        **oof_services(config, reactor),
+    }
+    closeables: list[Any] = []
+    if config.dav.dav_url:
+        # Address books over CardDAV (dav_conf.ini dav.url), accounts as for IMAP.
+        from opush.backends.dav import DavAccounts, dav_services
+
+        accounts = DavAccounts(
+            reactor,
+            config.dav.dav_url,
+            login_with_domain=config.mail.imap_login_with_domain,
+            timeout=config.mail.imap_timeout_in_ms / 1000.0,
+        )
+        services.update(dav_services(accounts))
+        closeables.append(accounts)
     return Backends(
         auth=ImapAuth(reactor, settings),
         mail=mail_backend(config, reactor, settings),
-        services={
-            "smtp": SmtpClient(reactor, settings_from_config(config)),
-            **oof_services(config, reactor),
-        },
+        services=services,
+        closeables=closeables,
     )

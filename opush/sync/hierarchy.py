@@ -22,6 +22,7 @@ from typing import Any, Final, Protocol
 import attrs
 
 from opush.backends.interfaces import (
+    BackendUnavailable,
     Credentials,
     Folder,
     MailboxAlreadyExists,
@@ -304,7 +305,22 @@ class Hierarchy:
     async def listing(self) -> list[FolderRef]:
         refs: list[FolderRef] = []
         for source in self.sources:
-            refs.extend(await source.list_folders())
+            try:
+                refs.extend(await source.list_folders())
+            except BackendUnavailable as e:
+                if source.kind is FolderKind.MAIL:
+                    raise
+                # A calendar/contacts server down must not cost the device its mail folders,
+                # nor make it drop that kind's folders: they stay as the device knows them.
+                from opush.log import logger
+
+                logger("opush.sync.hierarchy").warn(
+                    "{kind} folders unavailable, kept as they were: {error}",
+                    kind=source.kind.value,
+                    error=e,
+                )
+                known = await self.state.list_collections(self.user, self.device_id)
+                refs.extend(c.ref for c in known if c.ref.kind is source.kind)
         return refs
 
     async def snapshot(self, refs: Sequence[FolderRef]) -> Snapshot:
