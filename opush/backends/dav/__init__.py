@@ -3,8 +3,8 @@
 ``dav.url``).  ``dav_services`` plugs address books into FolderSync, Sync and Ping through
 ``runtime.services`` the way the obm profile plugs obm-sync in (``opush.backends.obmsync.pim``).
 
-Calendars over CalDAV are not synchronized yet: their folders are not offered (a device would
-show an empty calendar it cannot write to), see the session notes.
+Calendars: one folder per CalDAV calendar holding events (``DavCalendarSource``); meeting
+responses to invitations stay with the mail (no iTIP scheduling through CalDAV yet).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.web.client import HTTPConnectionPool
 
 from opush.backends.dav.client import DavClient
-from opush.backends.dav.sources import DavContactsSource, DavFolderSource
+from opush.backends.dav.sources import DavCalendarSource, DavContactsSource, DavFolderSource
 from opush.backends.interfaces import Credentials
 from opush.log import logger
 from opush.push.hub import Emit, Hint
@@ -148,6 +148,29 @@ def dav_services(accounts: DavAccounts) -> dict[str, Any]:
     def contact_folders(runtime: Any, credentials: Credentials) -> Any:
         return DavFolderSource(accounts.client(credentials), FolderKind.CONTACTS)
 
+    def calendar_items(runtime: Any, credentials: Credentials, collection: Collection) -> Any:
+        return DavCalendarSource(
+            accounts.client(credentials),
+            credentials,
+            collection.ref.backend_id,
+            collection.collection_id,
+            runtime.state,
+        )
+
+    def calendar_folders(runtime: Any, credentials: Credentials) -> Any:
+        return DavFolderSource(accounts.client(credentials), FolderKind.CALENDAR)
+
+    def calendar_poller(
+        hub: Any,
+        credentials: Credentials,
+        folders: frozenset[str],
+        emit: Emit,
+        lost: Callable[[], None],
+    ) -> DavPoller:
+        return DavPoller(
+            FolderKind.CALENDAR, accounts.client(credentials), hub, folders, emit, lost
+        )
+
     def contacts_poller(
         hub: Any,
         credentials: Credentials,
@@ -160,9 +183,12 @@ def dav_services(accounts: DavAccounts) -> dict[str, Any]:
         )
 
     return {
-        "sync_sources": {FolderKind.CONTACTS: contact_items},
-        "folder_sources": [contact_folders],
-        "push_sources": {FolderKind.CONTACTS: contacts_poller},
+        "sync_sources": {FolderKind.CONTACTS: contact_items, FolderKind.CALENDAR: calendar_items},
+        "folder_sources": [calendar_folders, contact_folders],
+        "push_sources": {
+            FolderKind.CONTACTS: contacts_poller,
+            FolderKind.CALENDAR: calendar_poller,
+        },
         "dav_accounts": accounts,
     }
 

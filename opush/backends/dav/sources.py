@@ -319,3 +319,106 @@ def _vcard_uid(text: str) -> str | None:
 
 def content_digest(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+ICS_TYPE = "text/calendar; charset=utf-8"
+
+
+class DavCalendarSource(DavContactsSource):
+    """One CalDAV calendar as an ``ItemSource`` (item id = resource name; one event each).
+
+    Same change detection and writes as address books; the items are iCalendar events
+    (``opush.content.ical``).  Every event is offered whatever the FilterType (no
+    time-range query yet)."""
+
+    item_class = "Calendar"
+
+    async def _fetch(self, item_ids: Sequence[str]) -> None:
+        wanted = [i for i in item_ids if i not in self._cards]
+        for start in range(0, len(wanted), 100):
+            chunk = wanted[start : start + 100]
+            for r in await self.client.multiget(
+                self.href, "calendar", [self._member(i) for i in chunk]
+            ):
+                self._cards[basename(r.href)] = r
+
+    async def render(
+        self, item_ids: Sequence[str], request: RenderRequest
+    ) -> dict[str, list[_Element]]:
+        from opush.content import calendar as cal
+        from opush.content import ical
+
+        await self._fetch(item_ids)
+        out: dict[str, list[_Element]] = {}
+        for item_id in item_ids:
+            resource = self._cards.get(item_id)
+            if resource is None or resource.data is None:
+                continue
+            event = ical.parse_event(resource.data, user_email=self.credentials.user.email)
+            if event is None:
+                log.warn("{href} holds no readable event: not sent", href=resource.href)
+                continue
+            out[item_id] = cal.render_item(event, request.version, request.options)
+        return out
+
+    def _parse_event(self, data: _Element) -> Any:
+        from opush.content import calendar as cal
+
+        try:
+            return cal.parse_item(data)
+        except cal.CalendarItemError as e:
+            log.warn("calendar item from the device not understood: {e}", e=e)
+            return None
+
+    async def apply_add(
+        self, client_id: str, data: _Element, request: RenderRequest
+    ) -> ClientChangeResult:
+        from opush.content import ical
+
+        item = self._parse_event(data)
+        if item is None:
+            return ClientChangeResult(CONVERSION_ERROR)
+        uid = item.uid or str(uuid.uuid4())
+        item_id = f"{hashlib.sha1(uid.encode()).hexdigest()}.ics"
+        existing = await self.client.get(self._member(item_id))
+        if existing is not None:
+            return ClientChangeResult(OK, item_id)  # the same event sent again
+        text = ical.format_event(item, uid=uid, user_email=self.credentials.user.email)
+        try:
+            await self.client.put(self._member(item_id), text, ICS_TYPE)
+        except DavError as e:
+            log.warn("the CalDAV server refused an event Add: {e}", e=e)
+            return ClientChangeResult(CONVERSION_ERROR)
+        return ClientChangeResult(OK, item_id)
+
+    async def apply_change(
+        self, item_id: str, data: _Element, request: RenderRequest
+    ) -> ClientChangeResult:
+        from opush.content import ical
+
+        item = self._parse_event(data)
+        if item is None:
+            return ClientChangeResult(CONVERSION_ERROR)
+        for _attempt in range(2):
+            current = await self.client.get(self._member(item_id))
+            if current is None:
+                return ClientChangeResult(NOT_FOUND)
+            old = ical.parse_event(current.data or "")
+            uid = (old.uid if old is not None else None) or item.uid or item_id.removesuffix(".ics")
+            text = ical.format_event(
+                item, uid=uid, user_email=self.credentials.user.email, existing=current.data
+            )
+            try:
+                await self.client.put(
+                    self._member(item_id), text, ICS_TYPE, etag=current.etag or "*"
+                )
+            except DavError as e:
+                if e.status == 412:
+                    continue
+                if e.status == 404:
+                    return ClientChangeResult(NOT_FOUND)
+                log.warn("the CalDAV server refused an event Change: {e}", e=e)
+                return ClientChangeResult(CONVERSION_ERROR)
+            self._cards.pop(item_id, None)
+            return ClientChangeResult(OK)
+        raise BackendUnavailable(f"{self._member(item_id)} keeps changing")

@@ -145,3 +145,78 @@ async def test_unreachable_server_is_backend_unavailable(fresh_dav_user: str) ->
 
 def _unused(*_: Any) -> None:
     etree.Element("x")
+
+
+EVENT = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Test//EN\r\nBEGIN:VEVENT\r\nUID:weekly-1\r\n"
+    "DTSTAMP:20261101T000000Z\r\nDTSTART;TZID=Europe/Paris:20261123T090000\r\n"
+    "DTEND;TZID=Europe/Paris:20261123T093000\r\nSUMMARY:Standup\r\nLOCATION:Room 1\r\n"
+    "RRULE:FREQ=WEEKLY;BYDAY=MO,WE;COUNT=10\r\nEXDATE;TZID=Europe/Paris:20261125T090000\r\n"
+    "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT10M\r\nEND:VALARM\r\nEND:VEVENT\r\n"
+    "BEGIN:VEVENT\r\nUID:weekly-1\r\nDTSTAMP:20261101T000000Z\r\n"
+    "RECURRENCE-ID;TZID=Europe/Paris:20261130T090000\r\n"
+    "DTSTART;TZID=Europe/Paris:20261130T110000\r\nDTEND;TZID=Europe/Paris:20261130T113000\r\n"
+    "SUMMARY:Standup (late)\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+@pytest_twisted.ensureDeferred
+async def test_calendar_events_both_ways(radicale: LocalServices, fresh_dav_user: str) -> None:
+    from datetime import UTC, datetime
+
+    from opush.backends.dav.sources import DavCalendarSource
+    from opush.content import calendar as cal
+
+    client = DavClient(reactor, radicale.radicale_url, fresh_dav_user, PASSWORD)
+    folders = await DavFolderSource(client, FolderKind.CALENDAR).list_folders()
+    assert [(f.folder_type, f.display_name) for f in folders] == [(8, "Calendar")]
+    href = folders[0].backend_id
+    source = DavCalendarSource(client, credentials(fresh_dav_user), href, 2)
+    cursor = (await source.changes(None)).cursor
+    status, _ = http(radicale, fresh_dav_user, "PUT", f"{href}weekly.ics", EVENT.encode(),
+                     {"Content-Type": "text/calendar"})  # fmt: skip
+    assert status in (200, 201)
+    news = await source.changes(cursor)
+    assert [i.item_id for i in news.changed] == ["weekly.ics"]
+    rendered = await source.render(["weekly.ics"], REQ)
+    item = cal.parse_item(E(ns.AIRSYNC, "ApplicationData", *rendered["weekly.ics"]))
+    assert item.subject == "Standup" and item.location == "Room 1" and item.reminder == 10
+    assert item.start == datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    assert item.recurrence is not None and item.recurrence.type == 1
+    assert (item.recurrence.day_of_week, item.recurrence.occurrences) == (2 | 8, 10)
+    deleted = [x for x in item.exceptions if x.deleted]
+    moved = [x for x in item.exceptions if not x.deleted]
+    assert [x.exception_start for x in deleted] == [datetime(2026, 11, 25, 8, 0, tzinfo=UTC)]
+    assert [(x.start, x.subject) for x in moved] == [
+        (datetime(2026, 11, 30, 10, 0, tzinfo=UTC), "Standup (late)")
+    ]
+
+    # The device adds an event, changes its subject, deletes it.
+    new = cal.CalendarItem(
+        start=datetime(2026, 12, 24, 8, 0, tzinfo=UTC),
+        end=datetime(2026, 12, 24, 9, 0, tzinfo=UTC),
+        timezone="Europe/Paris",
+        subject="Dentist",
+        reminder=15,
+    )
+    added = await source.apply_add(
+        "c1", E(ns.AIRSYNC, "ApplicationData", *cal.render_item(new, (14, 1))), REQ
+    )
+    assert added.status == 1 and added.item_id
+    status, body = http(radicale, fresh_dav_user, "GET", f"{href}{added.item_id}")
+    assert status == 200 and b"SUMMARY:Dentist" in body and b"TZID=Europe/Paris" in body
+    moved_item = cal.render_item(
+        cal.CalendarItem(
+            start=new.start, end=new.end, timezone="Europe/Paris", subject="Dentist (moved)"
+        ),
+        (14, 1),
+    )
+    changed = await source.apply_change(
+        added.item_id, E(ns.AIRSYNC, "ApplicationData", *moved_item), REQ
+    )
+    assert changed.status == 1
+    _, body = http(radicale, fresh_dav_user, "GET", f"{href}{added.item_id}")
+    assert b"SUMMARY:Dentist (moved)" in body and b"SEQUENCE:1" in body
+    await source.apply_delete([added.item_id], False)
+    status, _ = http(radicale, fresh_dav_user, "GET", f"{href}{added.item_id}")
+    assert status == 404
