@@ -51,8 +51,9 @@ class DavAccounts:
             pool=self.pool,
         )
 
-    async def close(self) -> None:
-        await self.pool.closeCachedConnections()
+    def close(self) -> Any:
+        """A Deferred, as the runtime's closeables give (opush.tap)."""
+        return self.pool.closeCachedConnections()
 
 
 class DavPoller:

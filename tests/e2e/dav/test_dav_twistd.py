@@ -1,0 +1,103 @@
+"""The standalone profile's calendars and address books on a real `twistd -n opush` (demo
+configuration: Dovecot + Radicale): FolderSync shows them, Sync brings what another CalDAV/
+CardDAV client stored, and what the device adds reaches Radicale."""
+
+from __future__ import annotations
+
+import base64
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from opush.wbxml import E, decode, ns
+from tests.support.server import OpushServer, start_server
+from tests.support.services import PASSWORD, LocalServices
+from tests.support.sync import EasDevice, child_text
+
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+A, F, C, CAL = ns.AIRSYNC, ns.FOLDERHIERARCHY, ns.CONTACTS, ns.CALENDAR
+
+
+@pytest.fixture
+def server(
+    tmp_path: Path, dovecot: LocalServices, radicale: LocalServices
+) -> Iterator[OpushServer]:
+    s = start_server(tmp_path)
+    yield s
+    s.stop()
+
+
+def dav(services: LocalServices, user: str, method: str, path: str, body: bytes | None = None,
+        content_type: str | None = None) -> tuple[int, bytes]:  # fmt: skip
+    req = urllib.request.Request(services.radicale_url.rstrip("/") + path, data=body, method=method)
+    req.add_header(
+        "Authorization", "Basic " + base64.b64encode(f"{user}:{PASSWORD}".encode()).decode()
+    )
+    if content_type:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def folders(dev: EasDevice) -> dict[str, tuple[str, str]]:
+    """Type -> (ServerId, DisplayName) of a first FolderSync."""
+    response = dev.post("FolderSync", E(F, "FolderSync", E(F, "SyncKey", text="0")))
+    assert response.status_code == 200, (response.status_code, response.content[:200])
+    answer = decode(response.content)
+    out: dict[str, tuple[str, str]] = {}
+    for add in answer.iter(f"{{{F}}}Add"):
+        kind = add.findtext(f"{{{F}}}Type") or ""
+        out[kind] = (
+            add.findtext(f"{{{F}}}ServerId") or "",
+            add.findtext(f"{{{F}}}DisplayName") or "",
+        )
+    return out
+
+
+def test_calendar_and_contacts_on_twistd(
+    server: OpushServer, radicale: LocalServices, fresh_dav_user: str
+) -> None:
+    dev = EasDevice(f"127.0.0.1:{server.http_port}", fresh_dav_user, "TWISTDDAV1", "14.1")
+    dev.client._transport.base_url = server.url
+    dev.provision()
+    listed = folders(dev)
+    assert listed["8"][1] == "Calendar" and listed["9"][1] == "Contacts"
+    calendar, contacts = int(listed["8"][0]), int(listed["9"][0])
+
+    # Another client (e.g. Thunderbird) stores an event: the device gets it.
+    # opush made the user's default collections (extended MKCOL) at the first FolderSync.
+    cal_href = f"/{fresh_dav_user}/calendar/"
+    book = f"/{fresh_dav_user}/contacts/"
+    event = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:e2e-1\r\nDTSTAMP:20261101T000000Z\r\n"
+        "DTSTART:20261201T090000Z\r\nDTEND:20261201T100000Z\r\nSUMMARY:Review\r\nEND:VEVENT\r\n"
+        "END:VCALENDAR\r\n"
+    )
+    assert dav(
+        radicale, fresh_dav_user, "PUT", f"{cal_href}review.ics", event.encode(), "text/calendar"
+    )[0] in (200, 201)
+    key = dev.sync(calendar, "0").sync_key or ""
+    got = dev.sync(calendar, key)
+    adds = got.of("Add")
+    assert len(adds) == 1
+    assert adds[0].findtext(f"{{{A}}}ApplicationData/{{{CAL}}}Subject") == "Review"
+
+    # The device adds a contact: it lands in the address book.
+    key = dev.sync(contacts, "0").sync_key or ""
+    add = E(
+        A,
+        "Add",
+        E(A, "ClientId", text="c-1"),
+        E(A, "ApplicationData", E(C, "FirstName", text="Zoé"), E(C, "LastName", text="Martin")),
+    )
+    answer = dev.sync(contacts, key, commands=[add])
+    (response,) = answer.responses()
+    assert child_text(response, "Status") == "1"
+    item = (child_text(response, "ServerId") or "").split(":", 1)[1]
+    status, card = dav(radicale, fresh_dav_user, "GET", f"{book}{item}")
+    assert status == 200 and "FN:Zoé Martin" in card.decode()
