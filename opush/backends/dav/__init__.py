@@ -3,8 +3,9 @@
 ``dav.url``).  ``dav_services`` plugs address books into FolderSync, Sync and Ping through
 ``runtime.services`` the way the obm profile plugs obm-sync in (``opush.backends.obmsync.pim``).
 
-Calendars: one folder per CalDAV calendar holding events (``DavCalendarSource``); meeting
-responses to invitations stay with the mail (no iTIP scheduling through CalDAV yet).
+Calendars: one folder per CalDAV calendar holding events (``DavCalendarSource``); a
+MeetingResponse puts the invitation in the default calendar with the user's PARTSTAT
+(``DavMeetingResponses``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.web.client import HTTPConnectionPool
 
 from opush.backends.dav.client import DavClient
+from opush.backends.dav.meetings import DavMeetingResponses
 from opush.backends.dav.sources import DavCalendarSource, DavContactsSource, DavFolderSource
 from opush.backends.interfaces import Credentials
 from opush.log import logger
@@ -190,6 +192,7 @@ def dav_services(accounts: DavAccounts) -> dict[str, Any]:
             FolderKind.CONTACTS: contacts_poller,
             FolderKind.CALENDAR: calendar_poller,
         },
+        "meeting_responses": DavMeetingResponses(accounts),
         "dav_accounts": accounts,
     }
 

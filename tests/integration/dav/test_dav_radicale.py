@@ -220,3 +220,55 @@ async def test_calendar_events_both_ways(radicale: LocalServices, fresh_dav_user
     await source.apply_delete([added.item_id], False)
     status, _ = http(radicale, fresh_dav_user, "GET", f"{href}{added.item_id}")
     assert status == 404
+
+
+INVITATION = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\nUID:invite-1\r\n"
+    "DTSTAMP:20261101T000000Z\r\nDTSTART:20261210T140000Z\r\nDTEND:20261210T150000Z\r\n"
+    "SUMMARY:Budget\r\nORGANIZER;CN=Bob:mailto:bob@example.org\r\n"
+    "ATTENDEE;PARTSTAT=NEEDS-ACTION;RSVP=TRUE;CN=Me:mailto:{me}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+@pytest_twisted.ensureDeferred
+async def test_meeting_responses_put_the_event_in_the_calendar(
+    radicale: LocalServices, fresh_dav_user: str
+) -> None:
+    from types import SimpleNamespace
+
+    from opush.backends.dav import DavAccounts
+    from opush.backends.dav.meetings import DavMeetingResponses, uid_of
+    from opush.content.email.imip import MeetingAnswer
+
+    accounts = DavAccounts(reactor, radicale.radicale_url)
+    hook = DavMeetingResponses(accounts)
+
+    async def no_collection(*_: Any) -> None:
+        return None
+
+    ctx = SimpleNamespace(
+        credentials=credentials(fresh_dav_user),
+        device=SimpleNamespace(user=fresh_dav_user, device_id="D"),
+        runtime=SimpleNamespace(state=SimpleNamespace(find_collection=no_collection)),
+    )
+    invitation = INVITATION.format(me=fresh_dav_user)
+    assert uid_of(invitation) == "invite-1"
+    await hook.record(ctx, invitation, MeetingAnswer.ACCEPTED, None)
+    status, body = http(radicale, fresh_dav_user, "PROPFIND", f"/{fresh_dav_user}/calendar/",
+                        None, {"Depth": "1"})  # fmt: skip
+    hrefs = [
+        h.text
+        for h in etree.fromstring(body).iter("{DAV:}href")
+        if h.text and h.text.endswith(".ics")
+    ]
+    assert len(hrefs) == 1
+    _, event = http(radicale, fresh_dav_user, "GET", hrefs[0])
+    text = event.decode()
+    assert "PARTSTAT=ACCEPTED" in text and "METHOD" not in text and "RSVP" not in text
+    await hook.record(ctx, invitation, MeetingAnswer.TENTATIVE, None)
+    _, event = http(radicale, fresh_dav_user, "GET", hrefs[0])
+    assert "PARTSTAT=TENTATIVE" in event.decode()
+    await hook.record(ctx, invitation, MeetingAnswer.DECLINED, None)
+    status, _ = http(radicale, fresh_dav_user, "GET", hrefs[0])
+    assert status == 404
+    await accounts.close()
