@@ -200,7 +200,7 @@ def _parse(text: str, user_email: str | None) -> CalendarItem | None:
         role = a.params.get("ROLE", "REQ-PARTICIPANT").upper()
         cutype = a.params.get("CUTYPE", "INDIVIDUAL").upper()
         kind = 3 if cutype in ("RESOURCE", "ROOM") else (2 if role == "OPT-PARTICIPANT" else 1)
-        attendees.append(Attendee(email, a.params.get("CN") or None, status, kind))
+        attendees.append(Attendee(email, _unparam(a.params.get("CN")) or None, status, kind))
         if me and email.lower() == me:
             response_type = status
     organizer_email = _mailto(organizer.value) if organizer is not None else None
@@ -267,7 +267,7 @@ def _parse(text: str, user_email: str | None) -> CalendarItem | None:
         subject=_text(master, "SUMMARY"),
         location=_text(master, "LOCATION"),
         body=_text(master, "DESCRIPTION"),
-        organizer_name=organizer.params.get("CN") if organizer is not None else None,
+        organizer_name=_unparam(organizer.params.get("CN")) if organizer is not None else None,
         organizer_email=organizer_email,
         uid=(master.value("UID") or "").strip() or None,
         dtstamp=dtstamp.utc if dtstamp else None,
@@ -473,8 +473,16 @@ def _alarm(reminder: int | None, subject: str | None) -> list[str]:
 
 
 def _param(value: str | None) -> str:
-    v = (value or "").replace('"', "'")
+    """A parameter value (RFC 5545 3.1, with RFC 6868 ^-escapes for what it cannot hold)."""
+    v = (value or "").replace("^", "^^").replace("\n", "^n").replace('"', "^'")
     return f'"{v}"' if any(c in v for c in ";:,") else v
+
+
+def _unparam(value: str | None) -> str | None:
+    """RFC 6868: ``^^`` -> ``^``, ``^n`` -> newline, ``^'`` -> ``"``."""
+    if value is None or "^" not in value:
+        return value
+    return re.sub(r"\^(\^|n|')", lambda m: {"^": "^", "n": "\n", "'": '"'}[m.group(1)], value)
 
 
 def format_event(
