@@ -12,6 +12,7 @@ from typing import Any
 
 from opush.backends.dav.client import DavError
 from opush.backends.dav.sources import ICS_TYPE, DavFolderSource
+from opush.backends.interfaces import BackendUnavailable
 from opush.log import logger
 from opush.storage.interfaces import FolderKind
 from opush.sync.ids import InvalidServerId, parse_server_id
@@ -117,14 +118,16 @@ class DavMeetingResponses:
         uid = uid_of(invitation_ics)
         if uid is None:
             return None
-        client, href = await self._calendar(ctx)
         # The same name a device Add of this UID gets (DavCalendarSource.apply_add).
         item_id = f"{hashlib.sha1(uid.encode()).hexdigest()}.ics"
         try:
+            client, href = await self._calendar(ctx)
             kept = await self._store(
                 client, href, item_id, invitation_ics, answer, ctx.credentials.user.email
             )
-        except DavError as e:
+        except (DavError, BackendUnavailable) as e:
+            # The answer still goes to the organizer (the command's mail): only the calendar
+            # copy is missing, e.g. a user without a CalDAV account.
             log.warn("the invitation {uid} could not be put in the calendar: {e}", uid=uid, e=e)
             return None
         return await self._server_id(ctx, href, item_id) if kept else None
