@@ -333,6 +333,27 @@ class DavCalendarSource(DavContactsSource):
 
     item_class = "Calendar"
 
+    async def changes(self, cursor: Json | None) -> SourceChanges:
+        """As for address books, each changed event dated by its end (a recurring one is
+        undated: always in range), so that FilterType (MS-ASCMD 2.2.3.69) keeps past events
+        off the device; the events are fetched once, for the window that follows."""
+        from opush.content import ical
+
+        new, changed, gone, complete = await self.feed.changes(cursor)
+        self._cards = {k: v for k, v in self._cards.items() if k not in changed}
+        await self._fetch(changed)
+        items: list[SourceItem] = []
+        for item_id in changed:
+            resource = self._cards.get(item_id)
+            event = ical.parse_event(resource.data) if resource and resource.data else None
+            if event is None or event.recurrence is not None:
+                items.append(SourceItem(item_id))
+            else:
+                items.append(SourceItem(item_id, event.end))
+        return SourceChanges(
+            cursor=new, changed=tuple(items), gone=frozenset(gone), complete=complete
+        )
+
     async def _fetch(self, item_ids: Sequence[str]) -> None:
         wanted = [i for i in item_ids if i not in self._cards]
         for start in range(0, len(wanted), 100):

@@ -176,8 +176,23 @@ async def test_calendar_events_both_ways(radicale: LocalServices, fresh_dav_user
     status, _ = http(radicale, fresh_dav_user, "PUT", f"{href}weekly.ics", EVENT.encode(),
                      {"Content-Type": "text/calendar"})  # fmt: skip
     assert status in (200, 201)
+    past = EVENT.replace("weekly-1", "old-1").replace(
+        "RRULE:FREQ=WEEKLY;BYDAY=MO,WE;COUNT=10\r\n", ""
+    )
+    past = past.replace("20261123T09", "20200106T09").replace("20261123T093000", "20200106T093000")
+    http(
+        radicale,
+        fresh_dav_user,
+        "PUT",
+        f"{href}old.ics",
+        past.encode(),
+        {"Content-Type": "text/calendar"},
+    )
     news = await source.changes(cursor)
-    assert [i.item_id for i in news.changed] == ["weekly.ics"]
+    dates = {i.item_id: i.date for i in news.changed}
+    # FilterType: a single event is dated by its end, a recurring one is always in range.
+    assert dates["weekly.ics"] is None
+    assert dates["old.ics"] == datetime(2020, 1, 6, 8, 30, tzinfo=UTC)
     rendered = await source.render(["weekly.ics"], REQ)
     item = cal.parse_item(E(ns.AIRSYNC, "ApplicationData", *rendered["weekly.ics"]))
     assert item.subject == "Standup" and item.location == "Room 1" and item.reminder == 10
