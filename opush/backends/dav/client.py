@@ -258,6 +258,17 @@ class DavClient:
             raise DavError(r.status, f"MKCOL {href}")
         return href
 
+    async def set_display_name(self, href: str, name: str) -> None:
+        """PROPPATCH DAV:displayname (RFC 4918 9.2)."""
+        update = etree.Element(_q(DAV, "propertyupdate"), nsmap={"d": DAV})
+        prop = etree.SubElement(etree.SubElement(update, _q(DAV, "set")), _q(DAV, "prop"))
+        etree.SubElement(prop, _q(DAV, "displayname")).text = name
+        r = await self.request(
+            b"PROPPATCH", href, _xml(update), {"Content-Type": "application/xml; charset=utf-8"}
+        )
+        if r.status not in (200, 207):
+            raise DavError(r.status, f"PROPPATCH {href}")
+
     # ------------------------------------------------------------------ changes
 
     async def sync_collection(self, href: str, token: str | None) -> SyncResult:

@@ -35,7 +35,7 @@ from opush.content import contacts as cn
 from opush.content import vcard
 from opush.log import logger, request_context
 from opush.storage.interfaces import FolderKind, FolderRef, MappingKind, StateStore
-from opush.sync.hierarchy import FolderNotFound, FolderType, ParentNotFound
+from opush.sync.hierarchy import FolderExists, FolderNotFound, FolderType, InvalidFolderName
 from opush.sync.interfaces import ClientChangeResult, Json, RenderRequest, SourceChanges, SourceItem
 
 log = logger("opush.backends.dav")
@@ -59,13 +59,25 @@ def _default_first(refs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 class DavFolderSource:
-    """The user's address books (``kind`` CONTACTS) or calendars (``kind`` CALENDAR)."""
+    """The user's address books (``kind`` CONTACTS) or calendars (``kind`` CALENDAR).
 
-    creatable_types: frozenset[int] = frozenset()
+    FolderCreate of a user calendar (13) or contacts folder (14) makes a collection (extended
+    MKCOL), FolderUpdate renames it (PROPPATCH displayname; the collection keeps its URL, so
+    its items keep their ids), FolderDelete deletes it; the default folders are protected by
+    the commands (MS-ASCMD 2.2.1.3/5/6)."""
 
     def __init__(self, client: DavClient, kind: FolderKind) -> None:
         self.client = client
         self.kind = kind
+        self.creatable_types = frozenset(
+            {
+                int(
+                    FolderType.USER_CONTACTS
+                    if kind is FolderKind.CONTACTS
+                    else FolderType.USER_CALENDAR
+                )
+            }
+        )
 
     @property
     def _dav_kind(self) -> str:
@@ -111,15 +123,37 @@ class DavFolderSource:
         return out
 
     async def create(self, parent: FolderRef | None, name: str, folder_type: int) -> FolderRef:
-        raise ParentNotFound("folders of this kind are created on the CalDAV/CardDAV server")
+        if not name.strip() or any(c in name for c in "\r\n\x00"):
+            raise InvalidFolderName(name)
+        existing = await self._collections()
+        if any(display == name for _, display in existing):
+            raise FolderExists(name)
+        slug = str(uuid.uuid4())
+        href = await self.client.make_collection(slug, self._dav_kind, name)
+        # The collection as the server lists it (its own encoding of the path).
+        href = next((h for h, _ in await self._collections() if basename(h) == slug), href)
+        default = _default_first(existing)[0][0] if existing else None
+        return FolderRef(self.kind, href, name, folder_type, default)
 
     async def rename(
         self, folder: FolderRef, parent: FolderRef | None, name: str
     ) -> dict[str, str]:
-        raise FolderNotFound(folder.backend_id)
+        if not name.strip() or any(c in name for c in "\r\n\x00"):
+            raise InvalidFolderName(name)
+        existing = await self._collections()
+        if folder.backend_id not in {h for h, _ in existing}:
+            raise FolderNotFound(folder.backend_id)
+        if any(display == name and h != folder.backend_id for h, display in existing):
+            raise FolderExists(name)
+        await self.client.set_display_name(folder.backend_id, name)
+        return {folder.backend_id: folder.backend_id}
 
     async def delete(self, folder: FolderRef) -> list[str]:
-        raise FolderNotFound(folder.backend_id)
+        existing = await self._collections()
+        if folder.backend_id not in {h for h, _ in existing}:
+            raise FolderNotFound(folder.backend_id)
+        await self.client.delete(folder.backend_id)
+        return [folder.backend_id]
 
 
 def _scope(credentials: Credentials) -> tuple[str, str]:

@@ -287,3 +287,27 @@ async def test_meeting_responses_put_the_event_in_the_calendar(
     status, _ = http(radicale, fresh_dav_user, "GET", hrefs[0])
     assert status == 404
     await accounts.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_folders_created_renamed_deleted_from_the_device(
+    radicale: LocalServices, fresh_dav_user: str
+) -> None:
+    from opush.sync.hierarchy import FolderExists, FolderNotFound
+
+    client = DavClient(reactor, radicale.radicale_url, fresh_dav_user, PASSWORD)
+    books = DavFolderSource(client, FolderKind.CONTACTS)
+    (default,) = await books.list_folders()
+    assert books.creatable_types == frozenset({14})
+    team = await books.create(default, "Team", 14)
+    assert (team.folder_type, team.parent_backend_id) == (14, default.backend_id)
+    listed = {f.display_name: f for f in await books.list_folders()}
+    assert listed["Team"].folder_type == 14 and listed["Contacts"].folder_type == 9
+    with pytest.raises(FolderExists):
+        await books.create(default, "Team", 14)
+    assert await books.rename(team, default, "Team B") == {team.backend_id: team.backend_id}
+    assert "Team B" in {f.display_name for f in await books.list_folders()}
+    assert await books.delete(team) == [team.backend_id]
+    assert [f.display_name for f in await books.list_folders()] == ["Contacts"]
+    with pytest.raises(FolderNotFound):
+        await books.delete(team)
