@@ -20,6 +20,7 @@ from lxml import etree
 from lxml.etree import _Element
 
 from opush.backends.interfaces import MailboxNotFound, MailError
+from opush.backends.mailsource import FlagDetailStore
 from opush.commands.context import CommandContext, CommandResult
 from opush.commands.itemoperations import MailItemId, mail_folder, parse_server_id
 from opush.http.errors import EasStatusError
@@ -94,6 +95,12 @@ async def _move_one(ctx: CommandContext, move: _Element) -> tuple[int, str | Non
             return INVALID_SOURCE, None  # moved or deleted meanwhile
     except MailboxNotFound:
         return INVALID_SOURCE, None
+    # The Flag details IMAP does not hold follow the message (MOVE keeps INTERNALDATE and
+    # size, the entry's fingerprint).
+    details = FlagDetailStore(
+        ctx.runtime.state, ctx.user.login_at_domain.lower(), ctx.runtime.clock
+    )
+    kept = (await details.lookup(source)).get(item.uid)
     try:
         mapping = await store.move(source, [item.uid], destination)
     except MailboxNotFound:
@@ -108,6 +115,9 @@ async def _move_one(ctx: CommandContext, move: _Element) -> tuple[int, str | Non
         )
         return FAILED, None
     new_uid = mapping.get(item.uid)
+    if kept is not None and new_uid is not None:
+        await details.store(destination, new_uid, kept[0], kept[1])
+        await details.store(source, item.uid, kept[0], None)
     moved = MailItemId(str(int(dst_fld)), new_uid) if new_uid is not None else None
     await _record_move(ctx, item, moved)
     return SUCCESS, moved.server_id if moved is not None else None

@@ -424,6 +424,34 @@ async def test_flag_dates_reach_every_device_until_imap_changes_the_flag(
         ("DateCompleted", "2026-11-22T10:00:00.000Z"),
     ]
 
+    # MoveItems takes the details along (MOVE keeps INTERNALDATE and size).
+    mv = ns.MOVE
+    moved = await blocking(
+        lambda: tablet.post(
+            "MoveItems",
+            E(
+                mv,
+                "MoveItems",
+                E(
+                    mv,
+                    "Move",
+                    E(mv, "SrcMsgId", text=s1),
+                    E(mv, "SrcFldId", text=str(folders2["INBOX"])),
+                    E(mv, "DstFldId", text=str(folders2["Trash"])),
+                ),
+            ),
+        )
+    )
+    assert moved.status_code == 200
+    k3 = (await blocking(lambda: tablet.sync(folders2["Trash"], "0"))).sync_key or ""
+    trash = await blocking(lambda: tablet.sync(folders2["Trash"], k3, options=body_options(100)))
+    (moved_sid,) = [child_text(c, "ServerId") or "" for c in trash.commands()]
+    assert _flag_of(trash, moved_sid) == [
+        ("Status", "1"),
+        ("CompleteTime", "2026-11-22T10:00:00.000Z"),
+        ("DateCompleted", "2026-11-22T10:00:00.000Z"),
+    ]
+
     # Another IMAP client clears the flag: the dates no longer apply.
     with dovecot.imap(fresh_user) as imap:
         imap.select("INBOX")
