@@ -151,10 +151,31 @@ def build_runtime(config: Config, reactor: Any) -> tuple[Runtime, list[Any]]:
         settings=FrontDoorSettings.from_config(config),
     )
     runtime.services.update(backends.services)
+    runtime.services["validatecert"] = certificate_validator(config, reactor)
     from opush.push import install as install_push
 
     install_push(runtime)  # Ping/Sync Wait watchers; registers services["sync_wait"]
     return runtime, stores
+
+
+def certificate_validator(config: Config, reactor: Any) -> Any:
+    """ValidateCert's validator: opush.ini smime.trust-store (checked at load), else the
+    system bundle when present (none: every signer is untrusted, warned at load)."""
+    from opush.backends.pki import (
+        SYSTEM_TRUST_STORE,
+        CertificateValidator,
+        http_crl_fetcher,
+        load_trust_store,
+    )
+
+    path = config.opush.smime_trust_store or SYSTEM_TRUST_STORE
+    try:
+        anchors = load_trust_store(path)
+    except (OSError, ValueError):
+        anchors = []
+    return CertificateValidator(
+        anchors, fetch_crl=http_crl_fetcher(reactor, config.opush.smime_crl_timeout)
+    )
 
 
 def makeService(options: Options, reactor: Any = None) -> MultiService:

@@ -26,6 +26,7 @@ from opush.commands import (
     smartforward,
     smartreply,
     sync,
+    validatecert,
 )
 from opush.commands.context import Handler
 
@@ -49,4 +50,5 @@ REGISTRY: dict[str, Handler] = {
     "SmartForward": smartforward.handle,
     "MeetingResponse": meetingresponse.handle,
     "ResolveRecipients": resolverecipients.handle,
+    "ValidateCert": validatecert.handle,
 }

@@ -178,6 +178,9 @@ def _check(
                     "empty: nobody can log into the console in the standalone profile",
                 )
             )
+    _check_trust_store(
+        opush, lo.origin.get("smime.trust-store", OpushSection.FILE), problems, warnings
+    )
     if opush.push_heartbeat_min > opush.push_heartbeat_max:
         problems.append(
             Problem(
@@ -270,3 +273,30 @@ def load_or_exit(
             print(str(problem), file=out)
         out.flush()
         raise SystemExit(1) from None
+
+
+def _check_trust_store(
+    opush: OpushSection, origin: str, problems: list[Problem], warnings: list[Problem]
+) -> None:
+    """smime.trust-store must be a readable PEM bundle; the system bundle may be missing
+    (ValidateCert then trusts nobody, which an admin should hear about)."""
+    from opush.backends.pki import SYSTEM_TRUST_STORE, load_trust_store
+
+    path = opush.smime_trust_store
+    if path is None:
+        if not SYSTEM_TRUST_STORE.is_file():
+            warnings.append(
+                Problem(
+                    OpushSection.FILE,
+                    "smime.trust-store",
+                    f"not set and {SYSTEM_TRUST_STORE} is missing: ValidateCert trusts no "
+                    "certification authority",
+                )
+            )
+        return
+    try:
+        load_trust_store(path)
+    except OSError as e:
+        problems.append(Problem(origin, "smime.trust-store", f"cannot read {path}: {e.strerror}"))
+    except ValueError as e:
+        problems.append(Problem(origin, "smime.trust-store", str(e)))

@@ -284,6 +284,20 @@ class OpushSection:
         100000,
         "opush addition. Most elements accepted in one WBXML request.",
     )
+    smime_trust_store: Path | None = optional_key(
+        "smime.trust-store",
+        PATH,
+        "opush addition. PEM file of the certification authorities ValidateCert trusts for "
+        "S/MIME signers. When not set: the system bundle /etc/ssl/certs/ca-certificates.crt.",
+        example="/etc/opush/smime-ca.pem",
+    )
+    smime_crl_timeout: int = key(
+        "smime.crl-timeout",
+        integer(1),
+        10,
+        "opush addition. Seconds ValidateCert waits for a certificate revocation list (CRL) "
+        "server before reporting it unreachable.",
+    )
 
     @property
     def transaction_timeout_seconds(self) -> float:
