@@ -1,18 +1,26 @@
 """MeetingResponse for the standalone profile (``runtime.services["meeting_responses"]``):
 the invitation's event goes into the user's default CalDAV calendar with the user's answer
 as their PARTSTAT (RFC 5545 3.2.12); a declined meeting leaves the calendar, as Exchange does.
-The organizer's iMIP REPLY is the MeetingResponse command's own mail.  An answer to one
-occurrence (InstanceId) is recorded on the whole event."""
+The organizer's iMIP REPLY is the MeetingResponse command's own mail.
+
+An answer to one occurrence of a recurring meeting (MeetingResponse InstanceId, MS-ASCMD
+2.2.3.87.1) changes only that occurrence: an overriding VEVENT with its RECURRENCE-ID and the
+user's PARTSTAT (RFC 5545 3.8.4.4), or, when declined, an EXDATE on the series so that the
+occurrence leaves the calendar like a declined meeting does."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 from opush.backends.dav.client import DavError
 from opush.backends.dav.sources import ICS_TYPE, DavFolderSource
 from opush.backends.interfaces import BackendUnavailable
+from opush.content.calendar import CalendarItemError, parse_date
+from opush.content.email import ics
 from opush.log import logger
 from opush.storage.interfaces import FolderKind
 from opush.sync.ids import InvalidServerId, parse_server_id
@@ -65,6 +73,148 @@ def with_partstat(ics_text: str, email: str, partstat: str) -> str:
     return "\r\n".join(_fold(line) for line in out) + "\r\n"
 
 
+def _param_value(value: str) -> str:
+    return f'"{value}"' if any(c in value for c in ";:,") else value
+
+
+def _serialize(comp: ics.Component) -> list[str]:
+    lines = [f"BEGIN:{comp.name}"]
+    for p in comp.props:
+        params = "".join(f";{k}={_param_value(v)}" for k, v in p.params.items())
+        lines.append(f"{p.name}{params}:{p.value}")
+    for child in comp.children:
+        lines += _serialize(child)
+    lines.append(f"END:{comp.name}")
+    return lines
+
+
+def _time_like(prop: ics.Prop, when: datetime, zones: ics.Zones) -> ics.Prop:
+    """``when`` (UTC) written the way ``prop`` (the series' DTSTART) writes times: a date, UTC,
+    or local time of its TZID (RFC 5545 3.8.4.4: RECURRENCE-ID has the type of DTSTART)."""
+    params = {k: v for k, v in prop.params.items() if k in ("TZID", "VALUE")}
+    value = prop.value.strip()
+    if params.get("VALUE", "").upper() == "DATE" or (len(value) == 8 and value.isdigit()):
+        return ics.Prop(prop.name, params, when.strftime("%Y%m%d"))
+    if value.upper().endswith("Z"):
+        return ics.Prop(prop.name, params, when.strftime("%Y%m%dT%H%M%SZ"))
+    zone = zones.source(params.get("TZID"))
+    naive = when.replace(tzinfo=None)
+    if zone is None:  # floating time, read as UTC (ics.parse_time)
+        local = naive
+    elif zone.tz is not None:
+        local = when.astimezone(zone.tz).replace(tzinfo=None)
+    else:
+        assert zone.rule is not None
+        guess = naive + timedelta(minutes=ics._rule_offset(zone.rule, naive))
+        local = naive + timedelta(minutes=ics._rule_offset(zone.rule, guess))
+    return ics.Prop(prop.name, params, local.strftime("%Y%m%dT%H%M%S"))
+
+
+def _set_partstat(event: ics.Component, email: str, partstat: str) -> None:
+    me = f"mailto:{email.lower()}"
+    for p in event.all("ATTENDEE"):
+        if p.value.strip().lower() == me:
+            p.params = {k: v for k, v in p.params.items() if k not in ("PARTSTAT", "RSVP")}
+            p.params["PARTSTAT"] = partstat
+            return
+    event.props.append(ics.Prop("ATTENDEE", {"PARTSTAT": partstat}, f"mailto:{email}"))
+
+
+_SERIES_ONLY = ("RRULE", "RDATE", "EXDATE", "EXRULE", "DTSTART", "DTEND", "DURATION")
+
+
+def with_occurrence_partstat(
+    ics_text: str, email: str, partstat: str, instance: datetime
+) -> str | None:
+    """The calendar object with the user's answer to the occurrence starting at ``instance``
+    (UTC); None when the object is not a recurring event (the answer is then the series')."""
+    root = ics.parse_ics(ics_text)
+    cal = next(root.find("VCALENDAR"), None)
+    if cal is None:
+        return None
+    zones = ics.Zones(root)
+    events = [c for c in cal.children if c.name == "VEVENT"]
+    master = next((e for e in events if e.get("RECURRENCE-ID") is None), None)
+    if master is None or master.get("DTSTART") is None:
+        return None
+    if master.get("RRULE") is None and master.get("RDATE") is None:
+        return None
+    start = ics.parse_time(master.get("DTSTART"), zones)
+    if start is None:
+        return None
+    end = ics.parse_time(master.get("DTEND"), zones)
+    length = (end.utc - start.utc) if end is not None else timedelta(0)
+    if end is None and master.get("DURATION") is not None:
+        length = ics._duration(master.value("DURATION")) or timedelta(0)
+    cal.props = [p for p in cal.props if p.name != "METHOD"]  # RFC 4791 4.1
+
+    def is_instance(e: ics.Component) -> bool:
+        rid = ics.parse_time(e.get("RECURRENCE-ID"), zones)
+        return rid is not None and rid.utc == instance
+
+    override = next((e for e in events if is_instance(e)), None)
+    start_prop = master.get("DTSTART")
+    assert start_prop is not None
+    _drop_exdate(master, instance, zones)  # re-added below when declined again
+    if partstat == "DECLINED":
+        if override is not None:
+            cal.children.remove(override)
+        master.props.append(
+            _time_like(ics.Prop("EXDATE", start_prop.params, start_prop.value), instance, zones)
+        )
+    else:
+        if override is None:
+            override = ics.Component(
+                "VEVENT",
+                [copy.deepcopy(p) for p in master.props if p.name not in _SERIES_ONLY],
+                copy.deepcopy(master.children),
+            )
+            rid = _time_like(
+                ics.Prop("RECURRENCE-ID", start_prop.params, start_prop.value), instance, zones
+            )
+            dtstart = _time_like(start_prop, instance, zones)
+            end_prop = master.get("DTEND") or ics.Prop("DTEND", start_prop.params, start_prop.value)
+            dtend = _time_like(
+                ics.Prop("DTEND", end_prop.params, end_prop.value), instance + length, zones
+            )
+            override.props[1:1] = [rid, dtstart, dtend]
+            cal.children.insert(cal.children.index(master) + 1, override)
+        _set_partstat(override, email, partstat)
+    return "\r\n".join(_fold(line) for line in _serialize(cal)) + "\r\n"
+
+
+def _drop_exdate(master: ics.Component, instance: datetime, zones: ics.Zones) -> bool:
+    """Remove ``instance`` from the series' EXDATEs (an answer replaces an earlier decline);
+    True when it was there."""
+    found = False
+    kept: list[ics.Prop] = []
+    for p in master.props:
+        if p.name != "EXDATE":
+            kept.append(p)
+            continue
+        values = []
+        for v in p.value.split(","):
+            t = ics.parse_time(ics.Prop("EXDATE", p.params, v), zones)
+            if t is not None and t.utc == instance:
+                found = True
+            else:
+                values.append(v)
+        if values:
+            kept.append(ics.Prop(p.name, p.params, ",".join(values)))
+    master.props = kept
+    return found
+
+
+def _instance(instance_id: str | None) -> datetime | None:
+    if not instance_id:
+        return None
+    try:
+        return parse_date(instance_id)
+    except CalendarItemError:
+        log.info("MeetingResponse InstanceId {i!r} is not a date: series answered", i=instance_id)
+        return None
+
+
 def uid_of(ics_text: str) -> str | None:
     for line in _unfold(ics_text):
         if line.upper().startswith("UID:"):
@@ -82,21 +232,34 @@ class DavMeetingResponses:
         return client, folders[0].backend_id
 
     async def _store(
-        self, client: Any, href: str, item_id: str, text: str, answer: Any, email: str
+        self,
+        client: Any,
+        href: str,
+        item_id: str,
+        text: str,
+        answer: Any,
+        email: str,
+        instance: datetime | None = None,
     ) -> bool:
-        """Put ``text`` with the user's answer at href+item_id; False when declined."""
+        """Put ``text`` with the user's answer at href+item_id (to one occurrence when
+        ``instance`` is set); False when the event left the calendar (declined)."""
         member = href + item_id
         for _attempt in range(2):
             current = await client.get(member)
-            if answer.partstat == "DECLINED":
+            base = current.data if current is not None and current.data else text
+            one = (
+                with_occurrence_partstat(base, email, answer.partstat, instance)
+                if instance is not None
+                else None
+            )
+            if one is None and answer.partstat == "DECLINED":
                 if current is not None:
                     await client.delete(member)
                 return False
-            base = current.data if current is not None and current.data else text
             try:
                 await client.put(
                     member,
-                    with_partstat(base, email, answer.partstat),
+                    one if one is not None else with_partstat(base, email, answer.partstat),
                     ICS_TYPE,
                     etag=(current.etag or "*") if current is not None else None,
                 )
@@ -123,7 +286,13 @@ class DavMeetingResponses:
         try:
             client, href = await self._calendar(ctx)
             kept = await self._store(
-                client, href, item_id, invitation_ics, answer, ctx.credentials.user.email
+                client,
+                href,
+                item_id,
+                invitation_ics,
+                answer,
+                ctx.credentials.user.email,
+                _instance(instance_id),
             )
         except (DavError, BackendUnavailable) as e:
             # The answer still goes to the organizer (the command's mail): only the calendar
@@ -155,6 +324,12 @@ class DavMeetingResponses:
         if current is None:
             raise ValueError(f"no such event: {server_id!r}")
         await self._store(
-            client, href, item_id, current.data or "", answer, ctx.credentials.user.email
+            client,
+            href,
+            item_id,
+            current.data or "",
+            answer,
+            ctx.credentials.user.email,
+            _instance(instance_id),
         )
         return server_id

@@ -290,6 +290,55 @@ async def test_meeting_responses_put_the_event_in_the_calendar(
 
 
 @pytest_twisted.ensureDeferred
+async def test_answers_to_one_occurrence(radicale: LocalServices, fresh_dav_user: str) -> None:
+    """MeetingResponse with InstanceId: the occurrence is overridden (accepted) or excluded
+    (declined) in the CalDAV copy; the rest of the series keeps its own answer."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from opush.backends.dav import DavAccounts
+    from opush.backends.dav.meetings import DavMeetingResponses
+    from opush.content.email.imip import MeetingAnswer
+    from opush.content.ical import parse_event
+
+    accounts = DavAccounts(reactor, radicale.radicale_url)
+    hook = DavMeetingResponses(accounts)
+
+    async def no_collection(*_: Any) -> None:
+        return None
+
+    ctx = SimpleNamespace(
+        credentials=credentials(fresh_dav_user),
+        device=SimpleNamespace(user=fresh_dav_user, device_id="D"),
+        runtime=SimpleNamespace(state=SimpleNamespace(find_collection=no_collection)),
+    )
+    invitation = (
+        INVITATION.format(me=fresh_dav_user)
+        .replace("UID:invite-1", "UID:weekly-1")
+        .replace("SUMMARY:Budget", "SUMMARY:Weekly\r\nRRULE:FREQ=WEEKLY;COUNT=5")
+    )
+    await hook.record(ctx, invitation, MeetingAnswer.ACCEPTED, None)  # the series
+    await hook.record(ctx, invitation, MeetingAnswer.TENTATIVE, "2026-12-17T14:00:00.000Z")
+    await hook.record(ctx, invitation, MeetingAnswer.DECLINED, "20261224T140000Z")
+    _, body = http(radicale, fresh_dav_user, "PROPFIND", f"/{fresh_dav_user}/calendar/",
+                   None, {"Depth": "1"})  # fmt: skip
+    (href,) = [
+        h.text
+        for h in etree.fromstring(body).iter("{DAV:}href")
+        if h.text and h.text.endswith(".ics")
+    ]
+    _, event = http(radicale, fresh_dav_user, "GET", href)
+    item = parse_event(event.decode(), user_email=fresh_dav_user)
+    assert item is not None and item.response_type == 3  # the series: accepted
+    assert [(x.exception_start, x.deleted) for x in item.exceptions] == [
+        (datetime(2026, 12, 17, 14, tzinfo=UTC), False),
+        (datetime(2026, 12, 24, 14, tzinfo=UTC), True),
+    ]
+    assert "PARTSTAT=TENTATIVE" in event.decode().split("RECURRENCE-ID")[1]
+    await accounts.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_folders_created_renamed_deleted_from_the_device(
     radicale: LocalServices, fresh_dav_user: str
 ) -> None:
