@@ -119,6 +119,8 @@ def parse_commands(commands: _Element | None) -> list[ClientCommand]:
                 client_id=_text(_child(cmd, "ClientId")),
                 data=_child(cmd, "ApplicationData"),
                 item_class=_text(_child(cmd, "Class")),
+                # MS-ASAIRS 2.2.2.25 (16.0+): a Change or Delete of one occurrence.
+                instance_id=_text(_child(cmd, "InstanceId")),
             )
         )
     return out

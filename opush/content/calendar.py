@@ -26,6 +26,7 @@ import struct
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import attrs
@@ -494,6 +495,42 @@ def parse_item(data: _Element, *, default_zone: str = DEFAULT_ZONE) -> CalendarI
         recurrence=parse_recurrence(recurrence_el) if recurrence_el is not None else None,
         exceptions=tuple(exceptions),
     )
+
+
+def with_occurrence(
+    item: CalendarItem, instance_id: str, data: _Element | None
+) -> CalendarItem | None:
+    """``item`` after a 16.x Sync Change (``data``) or Delete (None) of one occurrence
+    (MS-ASAIRS 2.2.2.25 InstanceId: the occurrence's original start, compact UTC form): it
+    becomes an Exception of the series (MS-ASCAL 2.2.2.19), replacing an earlier one for the
+    same occurrence.  None when ``item`` does not recur.  Raises CalendarItemError for an
+    InstanceId that is not a date."""
+    if item.recurrence is None:
+        return None
+    instance = parse_date(instance_id)
+    others = tuple(x for x in item.exceptions if x.exception_start != instance)
+    if data is None:
+        x = CalException(exception_start=instance, deleted=True)
+    else:
+        start_text, end_text = _text(data, "StartTime"), _text(data, "EndTime")
+        sent: dict[str, Any] = {
+            "start": parse_date(start_text) if start_text else None,
+            "end": parse_date(end_text) if end_text else None,
+            "subject": _nonempty(_text_raw(data, "Subject")),
+            "location": _location(data),
+            "body": _body(data),
+            "all_day": _bool(data, "AllDayEvent"),
+            "reminder": _int(data, "Reminder"),
+            "busy_status": _int(data, "BusyStatus"),
+            "sensitivity": _int(data, "Sensitivity"),
+        }
+        previous = next((x for x in item.exceptions if x.exception_start == instance), None)
+        if previous is not None and not previous.deleted:
+            # What the device leaves out keeps what an earlier change of it set.
+            sent = {k: v if v is not None else getattr(previous, k) for k, v in sent.items()}
+        x = CalException(exception_start=instance, **sent)
+    exceptions = tuple(sorted((*others, x), key=lambda e: e.exception_start))
+    return attrs.evolve(item, exceptions=exceptions)
 
 
 @attrs.frozen

@@ -34,6 +34,7 @@ from lxml.etree import _Element
 from opush.storage.interfaces import MappingKind, StateStore, SyncState
 from opush.sync.ids import InvalidServerId, numeric_key, parse_server_id, server_id
 from opush.sync.interfaces import (
+    ClientChangeResult,
     ItemSource,
     RenderRequest,
     SourceChanges,
@@ -98,6 +99,8 @@ class ClientCommand:
     client_id: str | None = None
     data: _Element | None = None  # ApplicationData
     item_class: str | None = None  # 12.x Add/Change Class
+    #: airsyncbase:InstanceId of a 16.x Change/Delete: one occurrence of a recurring item.
+    instance_id: str | None = None
 
 
 @attrs.frozen
@@ -497,6 +500,14 @@ class SyncEngine:
                 if cmd.data is None:
                     responses.append(_item_response("Change", cmd.server_id, PROTOCOL_ERROR))
                     continue
+                if cmd.instance_id is not None:
+                    status = await _occurrence(source, st.source_id(item), cmd, render)
+                    if status == OK:
+                        modified = True
+                        touched.add(item)
+                    else:
+                        responses.append(_item_response("Change", cmd.server_id, status, cmd))
+                    continue
                 if (
                     st.pending.get(item) == CHANGE
                     and (st.conflict if st.conflict is not None else 1) == 1
@@ -529,7 +540,16 @@ class SyncEngine:
                 summary_in.delete += 1
                 item = self._own_item(cmd.server_id, cid)
                 if item is None or item not in st.have:
-                    responses.append(_item_response("Delete", cmd.server_id, NOT_FOUND))
+                    responses.append(_item_response("Delete", cmd.server_id, NOT_FOUND, cmd))
+                    continue
+                if cmd.instance_id is not None:
+                    # One occurrence goes; the series stays on both sides.
+                    status = await _occurrence(source, st.source_id(item), cmd, render)
+                    if status == OK:
+                        modified = True
+                        touched.add(item)
+                    else:
+                        responses.append(_item_response("Delete", cmd.server_id, status, cmd))
                     continue
                 deletes.append(item)
             elif cmd.kind == "Fetch":
@@ -634,13 +654,29 @@ def _add_response(client_id: str, sid: str | None, status: int) -> _Element:
     return el
 
 
-def _item_response(tag: str, sid: str | None, status: int) -> _Element:
-    return E(
-        AIRSYNC,
-        tag,
-        E(AIRSYNC, "ServerId", text=sid or ""),
-        E(AIRSYNC, "Status", text=status),
-    )
+def _item_response(
+    tag: str, sid: str | None, status: int, cmd: ClientCommand | None = None
+) -> _Element:
+    el = E(AIRSYNC, tag, E(AIRSYNC, "ServerId", text=sid or ""))
+    if cmd is not None and cmd.instance_id is not None:
+        # MS-ASAIRS 2.2.2.25: the response names the occurrence with the ServerId.
+        el.append(E(ns.AIRSYNCBASE, "InstanceId", text=cmd.instance_id))
+    el.append(E(AIRSYNC, "Status", text=status))
+    return el
+
+
+async def _occurrence(
+    source: ItemSource, item_id: str, cmd: ClientCommand, render: RenderRequest
+) -> int:
+    """A 16.x Change/Delete with InstanceId, on sources whose items recur (calendars):
+    ``apply_occurrence(item_id, instance_id, data or None, render)``.  Elsewhere an
+    occurrence means nothing: protocol error, and the item is left alone."""
+    apply = getattr(source, "apply_occurrence", None)
+    if apply is None:
+        return PROTOCOL_ERROR
+    data = cmd.data if cmd.kind == "Change" else None
+    result: ClientChangeResult = await apply(item_id, cmd.instance_id, data, render)
+    return result.status
 
 
 async def pending_estimate(

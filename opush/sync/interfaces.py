@@ -80,6 +80,9 @@ class ItemSource(Protocol):
     item_class: str
     # Optional ``exact_changes = True``: ``changes`` never reports the engine's own writes
     # later on, so an item changed on both sides is a real conflict (server wins, Status 7).
+    # Optional ``async apply_occurrence(item_id, instance_id, data | None, request) ->
+    # ClientChangeResult`` for items that recur (calendars): a 16.x Change (``data``) or
+    # Delete (None) of the one occurrence that ``instance_id`` (MS-ASAIRS 2.2.2.25) names.
 
     async def changes(self, cursor: Json | None) -> SourceChanges:
         """What changed since ``cursor``; None = list everything (``complete`` result).

@@ -477,3 +477,49 @@ class DavCalendarSource(DavContactsSource):
             self._cards.pop(item_id, None)
             return ClientChangeResult(OK)
         raise BackendUnavailable(f"{self._member(item_id)} keeps changing")
+
+    async def apply_occurrence(
+        self, item_id: str, instance_id: str, data: _Element | None, request: RenderRequest
+    ) -> ClientChangeResult:
+        """16.x Change/Delete of one occurrence (MS-ASAIRS 2.2.2.25): an overriding VEVENT
+        or an EXDATE in the series' resource; the rest of the series is untouched."""
+        from opush.content import calendar as cal
+        from opush.content import ical
+
+        for _attempt in range(2):
+            current = await self.client.get(self._member(item_id))
+            if current is None:
+                return ClientChangeResult(NOT_FOUND)
+            old = ical.parse_event(current.data or "", user_email=self.credentials.user.email)
+            if old is None:
+                return ClientChangeResult(CONVERSION_ERROR)
+            try:
+                changed = cal.with_occurrence(old, instance_id, data)
+            except cal.CalendarItemError as e:
+                log.warn("occurrence {i!r} not understood: {e}", i=instance_id, e=e)
+                return ClientChangeResult(CONVERSION_ERROR)
+            if changed is None:  # not a series: the occurrence is the event
+                if data is None:
+                    await self.apply_delete([item_id], False)
+                    return ClientChangeResult(OK)
+                return await self.apply_change(item_id, data, request)
+            text = ical.format_event(
+                changed,
+                uid=old.uid or item_id.removesuffix(".ics"),
+                user_email=self.credentials.user.email,
+                existing=current.data,
+            )
+            try:
+                await self.client.put(
+                    self._member(item_id), text, ICS_TYPE, etag=current.etag or "*"
+                )
+            except DavError as e:
+                if e.status == 412:
+                    continue
+                if e.status == 404:
+                    return ClientChangeResult(NOT_FOUND)
+                log.warn("the CalDAV server refused an occurrence change: {e}", e=e)
+                return ClientChangeResult(CONVERSION_ERROR)
+            self._cards.pop(item_id, None)
+            return ClientChangeResult(OK)
+        raise BackendUnavailable(f"{self._member(item_id)} keeps changing")

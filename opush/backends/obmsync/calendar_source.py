@@ -300,6 +300,53 @@ class CalendarItemSource:
         self._events.pop(item_id, None)
         return ClientChangeResult(OK)
 
+    async def apply_occurrence(
+        self, item_id: str, instance_id: str, data: _Element | None, request: RenderRequest
+    ) -> ClientChangeResult:
+        """16.x Change/Delete of one occurrence (MS-ASAIRS 2.2.2.25): the owner's series gets
+        the exception (``modifyEvent``); in someone else's meeting the user accepts or
+        declines that occurrence only (``changeParticipationState`` with its recurrenceId)."""
+        existing = await self._event(item_id)
+        if existing is None:
+            return ClientChangeResult(NOT_FOUND)
+        email = await self.email()
+        item = cal.from_event(existing, email)
+        try:
+            changed = cal.with_occurrence(item, instance_id, data)
+        except cal.CalendarItemError as e:
+            log.warn("occurrence {i!r} not understood: {e}", i=instance_id, e=e)
+            return ClientChangeResult(CONVERSION_ERROR)
+        if changed is None:  # not a series: the occurrence is the event
+            if data is None:
+                await self.apply_delete([item_id], False)
+                return ClientChangeResult(OK)
+            return await self.apply_change(item_id, data, request)
+        try:
+            if (
+                existing.owner not in (None, self.calendar)
+                and (existing.owner_email or "").lower() != email.lower()
+            ):
+                await self.client.change_participation_state(
+                    self.credentials,
+                    self.calendar,
+                    existing.ext_id or "",
+                    "DECLINED" if data is None else "ACCEPTED",
+                    existing.sequence,
+                    notification=True,
+                    recurrence_id=cal.to_ms(cal.parse_date(instance_id)),
+                )
+            else:
+                await self._update(existing, changed)
+        except EventNotFound:
+            return ClientChangeResult(NOT_FOUND)
+        except ObmSyncUnavailable:
+            raise
+        except ObmSyncError as e:
+            log.warn("obm-sync refused an occurrence change: {e}", e=e)
+            return ClientChangeResult(CONVERSION_ERROR)
+        self._events.pop(item_id, None)
+        return ClientChangeResult(OK)
+
     async def apply_delete(self, item_ids: Sequence[str], move_to_trash: bool) -> None:
         for item_id in item_ids:
             existing = await self._event(item_id)

@@ -101,3 +101,88 @@ def test_calendar_and_contacts_on_twistd(
     item = (child_text(response, "ServerId") or "").split(":", 1)[1]
     status, card = dav(radicale, fresh_dav_user, "GET", f"{book}{item}")
     assert status == 200 and "FN:Zoé Martin" in card.decode()
+
+
+def test_one_occurrence_changed_and_deleted_from_a_16_1_device(
+    server: OpushServer, radicale: LocalServices, fresh_dav_user: str
+) -> None:
+    """EAS 16.x Sync Change/Delete with airsyncbase:InstanceId (MS-ASAIRS 2.2.2.25) touch one
+    occurrence of a series; the series itself stays, in the CalDAV copy and on the device."""
+    from opush.content.ical import parse_event
+
+    B = ns.AIRSYNCBASE
+    dev = EasDevice(f"127.0.0.1:{server.http_port}", fresh_dav_user, "TWISTDDAV16", "16.1")
+    dev.client._transport.base_url = server.url
+    dev.provision()
+    calendar = int(folders(dev)["8"][0])
+    key = dev.sync(calendar, "0").sync_key or ""
+    series = E(
+        A,
+        "Add",
+        E(A, "ClientId", text="weekly-1"),
+        E(
+            A,
+            "ApplicationData",
+            E(CAL, "Subject", text="Weekly review"),
+            E(CAL, "StartTime", text="20261203T090000Z"),
+            E(CAL, "EndTime", text="20261203T100000Z"),
+            E(
+                CAL,
+                "Recurrence",
+                E(CAL, "Type", text=1),
+                E(CAL, "Interval", text=1),
+                E(CAL, "DayOfWeek", text=16),
+                E(CAL, "Occurrences", text=6),
+            ),
+            E(CAL, "ClientUid", text="weekly-review-1"),
+        ),
+    )
+    answer = dev.sync(calendar, key, commands=[series])
+    (response,) = answer.responses()
+    assert child_text(response, "Status") == "1"
+    server_id = child_text(response, "ServerId") or ""
+    key = answer.sync_key or ""
+
+    moved = E(
+        A,
+        "Change",
+        E(A, "ServerId", text=server_id),
+        E(B, "InstanceId", text="20261210T090000Z"),
+        E(
+            A,
+            "ApplicationData",
+            E(CAL, "Subject", text="Weekly review (moved)"),
+            E(CAL, "StartTime", text="20261210T140000Z"),
+            E(CAL, "EndTime", text="20261210T150000Z"),
+        ),
+    )
+    gone = E(
+        A,
+        "Delete",
+        E(A, "ServerId", text=server_id),
+        E(B, "InstanceId", text="20261217T090000Z"),
+    )
+    answer = dev.sync(calendar, key, commands=[moved, gone])
+    assert answer.responses() == []  # both applied
+    key = answer.sync_key or ""
+
+    item_id = server_id.split(":", 1)[1]
+    status, body = dav(radicale, fresh_dav_user, "GET", f"/{fresh_dav_user}/calendar/{item_id}")
+    assert status == 200
+    event = parse_event(body.decode())
+    assert event is not None and event.subject == "Weekly review" and event.recurrence
+    by_start = {x.exception_start.strftime("%Y%m%dT%H%M%SZ"): x for x in event.exceptions}
+    assert by_start["20261217T090000Z"].deleted
+    changed = by_start["20261210T090000Z"]
+    assert changed.subject == "Weekly review (moved)"
+    assert changed.start is not None and changed.start.hour == 14
+
+    # An occurrence of a ServerId that does not exist: its own status, with the InstanceId.
+    unknown = E(
+        A, "Delete", E(A, "ServerId", text=f"{calendar}:nope.ics"),
+        E(B, "InstanceId", text="20261210T090000Z"),
+    )  # fmt: skip
+    answer = dev.sync(calendar, key, commands=[unknown])
+    (response,) = answer.responses()
+    assert child_text(response, "Status") == "8"
+    assert response.findtext(f"{{{B}}}InstanceId") == "20261210T090000Z"

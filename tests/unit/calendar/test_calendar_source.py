@@ -264,3 +264,68 @@ def test_accepting_an_invitation_from_outside_obm_creates_the_event() -> None:
     # The device gets it (an answered invitation).
     (add,) = commands_of(pim.sync(), "Add")
     assert add.findtext(f"{{{A}}}ApplicationData/{{{C}}}ResponseType") == "2"
+
+
+def test_a_16_device_changes_and_deletes_one_occurrence() -> None:
+    """Sync Change/Delete with InstanceId (MS-ASAIRS 2.2.2.25): the owner's series gets the
+    exceptions through modifyEvent; in someone else's series the user declines or accepts
+    that occurrence only (changeParticipationState with its recurrenceId)."""
+    from opush.sync.engine import ClientCommand
+
+    pim = calendar_pim()
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    weekly = pim.double.put_event(
+        _event("weekly", start, recurrence=obm.Recurrence(kind="weekly", freq=1, days="0010000"))
+    )
+    invited = pim.double.put_event(
+        obm.Event(
+            title="their weekly",
+            owner="bob",
+            owner_email="bob@example.org",
+            tz="UTC",
+            date=cal.to_ms(start),
+            duration=1800,
+            attendees=(
+                obm.Attendee("bob@example.org", "Bob", "ACCEPTED", "CHAIR", is_organizer=True),
+                obm.Attendee(USER, "Alice", "ACCEPTED"),
+            ),
+            recurrence=obm.Recurrence(kind="weekly", freq=1, days="0010000"),
+        )
+    )
+    pim.sync()
+    pim.clock.advance(10)
+    second = start + timedelta(weeks=1)
+    third = start + timedelta(weeks=2)
+    moved = _data_of(
+        E(C, "Subject", text="weekly (moved)"),
+        E(C, "StartTime", text=cal.format_compact(third + timedelta(hours=3))),
+        E(C, "EndTime", text=cal.format_compact(third + timedelta(hours=4))),
+    )
+    out = pim.sync(
+        [
+            ClientCommand("Delete", f"7:{weekly.id}", instance_id=cal.format_compact(second)),
+            ClientCommand(
+                "Change", f"7:{weekly.id}", data=moved, instance_id=cal.format_compact(third)
+            ),
+            ClientCommand("Delete", f"7:{invited.id}", instance_id=cal.format_compact(second)),
+        ]
+    )
+    assert responses_of(out, "Delete") == [] and responses_of(out, "Change") == []
+    assert weekly.id is not None and invited.id is not None
+    series = pim.double.events[weekly.id].event
+    assert series.title == "weekly" and series.recurrence is not None
+    assert cal.to_ms(second) in series.recurrence.exceptions
+    (changed,) = series.recurrence.event_exceptions
+    assert changed.title == "weekly (moved)" and changed.recurrence_id == cal.to_ms(third)
+    # Bob's series is untouched; Alice declined that one occurrence.
+    assert invited.id in pim.double.events
+    calls = [c for c in pim.double.calls if c[1] == "changeParticipationState"]
+    assert calls[-1][2]["state"] == ["DECLINED"]
+    assert calls[-1][2]["recurrenceId"] == [str(cal.to_ms(second))]
+
+
+def _data_of(*props: object) -> object:
+    data = E(A, "ApplicationData")
+    for p in props:
+        data.append(p)  # type: ignore[arg-type]
+    return data

@@ -229,6 +229,19 @@ def test_invalid_server_ids_get_their_own_status(rig: Rig) -> None:
     assert rig.mail.view("INBOX")[u1] == (True, False)
 
 
+def test_an_occurrence_of_a_mail_is_a_protocol_error_and_deletes_nothing(rig: Rig) -> None:
+    """MS-ASAIRS 2.2.2.25 InstanceId names an occurrence; mail has none.  The Delete is
+    refused with its own status naming the occurrence, and the mail stays."""
+    u1 = rig.mail.deliver("INBOX", text_message("a"))
+    key = full_sync(rig, key_of(rig.sync("0")), DeviceView())
+    cmd = ClientCommand("Delete", f"{CID}:{u1}", instance_id="20261210T090000Z")
+    out = rig.sync(key, commands=[cmd])
+    (response,) = answer(out).responses()
+    assert child_text(response, "Status") == "4"
+    assert response.findtext(f"{{{ns.AIRSYNCBASE}}}InstanceId") == "20261210T090000Z"
+    assert u1 in rig.mail.view("INBOX")
+
+
 def test_fetch_and_responses_before_commands(rig: Rig) -> None:
     u1 = rig.mail.deliver("INBOX", text_message("a"))
     key = full_sync(rig, key_of(rig.sync("0")), DeviceView())
