@@ -17,12 +17,19 @@ in a mail collection), each ``Request`` is handled as follows:
 3. the meeting request mail is moved to the Deleted Items folder, as Exchange does once it is
    answered (the device drops it from its Inbox).
 
+An answer given from the calendar item is mailed to the organizer the same way when the
+calendar backend does not notify organizers itself (the hook's ``invitation_of``: CalDAV;
+obm-sync notifies).  16.x ``SendResponse`` may carry the user's words (airsyncbase:Body,
+sent in the mail and as the reply's COMMENT) and, from 16.1, a new time
+(ProposedStartTime/ProposedEndTime): the mail is then an iTIP COUNTER (RFC 5546 3.2.7).
+
 Result Status (2.2.3.177.9): 1 success, 2 invalid meeting request (unknown item, no invitation
 in it, bad UserResponse), 3 the mailbox failed (IMAP), 4 the server failed (SMTP, calendar).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -36,9 +43,12 @@ from opush.backends.interfaces import (
 from opush.backends.interfaces import MessageTooLarge as FetchTooLarge
 from opush.commands.compose import identity, max_size, submit
 from opush.commands.context import CommandContext, CommandResult
+from opush.content.calendar import CalendarItemError, parse_date
 from opush.content.email import prepare_outgoing
+from opush.content.email.htmltext import html_to_text
 from opush.content.email.imip import (
     MeetingAnswer,
+    MeetingReply,
     NotAnInvitation,
     invitation_in,
     meeting_reply,
@@ -79,6 +89,33 @@ class MeetingRequest:
     long_id: str | None
     instance_id: str | None
     send_response: bool
+    #: 16.x SendResponse: the user's words, and a new time the user proposes (16.1).
+    comment: str | None = None
+    proposed: tuple[datetime, datetime] | None = None
+
+
+def _send_response(el: _Element) -> tuple[str | None, tuple[datetime, datetime] | None]:
+    """MS-ASCMD 2.2.3.157 SendResponse: airsyncbase:Body (Type/Data) and 16.1
+    ProposedStartTime/ProposedEndTime (2.2.3.142, 2.2.3.141)."""
+    send = el.find(_q("SendResponse"))
+    if send is None:
+        return None, None
+    comment = None
+    body = send.find(f"{{{ns.AIRSYNCBASE}}}Body")
+    if body is not None:
+        data = body.findtext(f"{{{ns.AIRSYNCBASE}}}Data") or ""
+        kind = (body.findtext(f"{{{ns.AIRSYNCBASE}}}Type") or "1").strip()
+        comment = (html_to_text(data) if kind == "2" else data).strip() or None
+    start, end = _text(send.find(_q("ProposedStartTime"))), _text(send.find(_q("ProposedEndTime")))
+    proposed = None
+    if start and end:
+        try:
+            proposed = (parse_date(start), parse_date(end))
+        except CalendarItemError:
+            proposed = None
+        if proposed is not None and proposed[1] < proposed[0]:
+            proposed = None
+    return comment, proposed
 
 
 def parse(el: _Element, version: tuple[int, int]) -> MeetingRequest:
@@ -88,6 +125,7 @@ def parse(el: _Element, version: tuple[int, int]) -> MeetingRequest:
         answer = MeetingAnswer(int(raw or ""))
     except ValueError:
         answer = None
+    comment, proposed = _send_response(el)
     return MeetingRequest(
         answer=answer,
         request_id=_text(el.find(_q("RequestId"))),
@@ -96,6 +134,8 @@ def parse(el: _Element, version: tuple[int, int]) -> MeetingRequest:
         instance_id=_text(el.find(_q("InstanceId"))),
         # Before 16.0 the server answers the organizer (see module docstring).
         send_response=version < (16, 0) or el.find(_q("SendResponse")) is not None,
+        comment=comment,
+        proposed=proposed,
     )
 
 
@@ -142,7 +182,14 @@ async def _respond(ctx: CommandContext, req: MeetingRequest) -> str | None:
         raise _Failed(INVALID_REQUEST)
     who = identity(ctx)
     try:
-        reply = meeting_reply(ics, who, req.answer, instance_id=req.instance_id)
+        reply = meeting_reply(
+            ics,
+            who,
+            req.answer,
+            instance_id=req.instance_id,
+            comment=req.comment,
+            proposed=req.proposed,
+        )
     except NotAnInvitation as e:
         log.info("{f}:{uid} is not an invitation: {e}", f=folder, uid=uid, e=e)
         raise _Failed(INVALID_REQUEST) from e
@@ -180,6 +227,8 @@ async def _calendar_item(ctx: CommandContext, req: MeetingRequest) -> str | None
     record = getattr(hook, "record_calendar_item", None)
     if record is None:
         raise _Failed(INVALID_REQUEST)
+    # Read before recording: a declined event leaves the calendar.
+    reply = await _reply_from_calendar(ctx, hook, req) if req.send_response else None
     try:
         result = await record(
             ctx, req.collection_id, req.request_id or req.long_id, req.answer, req.instance_id
@@ -187,9 +236,48 @@ async def _calendar_item(ctx: CommandContext, req: MeetingRequest) -> str | None
     except Exception as e:
         log.warn("calendar backend did not record the meeting response: {e}", e=e)
         raise _Failed(SERVER_ERROR) from e
+    if reply is not None:
+        try:
+            await submit(ctx, prepare_outgoing(reply.mime, identity(ctx)))
+        except (BackendError, EasStatusError) as e:
+            log.warn("iMIP reply to {org} not sent: {e}", org=reply.organizer, e=e)
+            raise _Failed(SERVER_ERROR) from e
     if req.answer is MeetingAnswer.DECLINED or result is None:
         return None
     return str(result)
+
+
+async def _reply_from_calendar(
+    ctx: CommandContext, hook: Any, req: MeetingRequest
+) -> MeetingReply | None:
+    """The organizer's mail for an answer given from the calendar item (no invitation mail
+    at hand), built from the event the calendar holds, when the backend does not notify the
+    organizer itself (``invitation_of``: the CalDAV profile; obm-sync sends its own)."""
+    invitation_of = getattr(hook, "invitation_of", None)
+    if invitation_of is None or req.answer is None:
+        return None
+    try:
+        ics = await invitation_of(ctx, req.request_id or req.long_id)
+    except Exception as e:
+        log.warn("the answered event could not be read back: {e}", e=e)
+        return None
+    if not ics:
+        return None
+    who = identity(ctx)
+    try:
+        reply = meeting_reply(
+            ics,
+            who,
+            req.answer,
+            instance_id=req.instance_id,
+            comment=req.comment,
+            proposed=req.proposed,
+        )
+    except NotAnInvitation:
+        return None  # an event without an organizer to tell
+    if reply.organizer.lower() == who.address.lower():
+        return None  # the user's own meeting
+    return reply
 
 
 async def handle(ctx: CommandContext, request: _Element | None) -> CommandResult:

@@ -301,6 +301,22 @@ class DavMeetingResponses:
             return None
         return await self._server_id(ctx, href, item_id) if kept else None
 
+    async def invitation_of(self, ctx: Any, server_id: str | None) -> str | None:
+        """The calendar object behind a calendar ServerId, for the organizer's mail."""
+        try:
+            cid, item_id = parse_server_id(server_id)
+        except InvalidServerId:
+            return None
+        collection = await ctx.runtime.state.get_collection(
+            ctx.device.user, ctx.device.device_id, cid
+        )
+        if collection is None or collection.ref.kind is not FolderKind.CALENDAR:
+            return None
+        current = await self.accounts.client(ctx.credentials).get(
+            collection.ref.backend_id + item_id
+        )
+        return current.data if current is not None else None
+
     async def record_calendar_item(
         self,
         ctx: Any,

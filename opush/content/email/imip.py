@@ -115,8 +115,15 @@ def meeting_reply(
     *,
     instance_id: str | None = None,
     now: datetime | None = None,
+    comment: str | None = None,
+    proposed: tuple[datetime, datetime] | None = None,
 ) -> MeetingReply:
-    """The iMIP REPLY mail answering ``invitation_ics`` (METHOD:REQUEST) as ``identity``."""
+    """The iMIP REPLY mail answering ``invitation_ics`` (METHOD:REQUEST) as ``identity``.
+
+    ``comment``: the user's words (16.x SendResponse Body), in the mail and as the reply's
+    COMMENT (RFC 5545 3.8.1.4).  ``proposed``: a new time the user suggests (16.1
+    ProposedStartTime/EndTime): the mail is then an iTIP COUNTER (RFC 5546 3.2.7) carrying
+    that time and the user's PARTSTAT, which calendar clients show as "new time proposed"."""
     root = parse_ics(invitation_ics)
     method, event = _event(root)
     if method and method != "REQUEST":
@@ -147,7 +154,7 @@ def meeting_reply(
         "BEGIN:VCALENDAR",
         "PRODID:-//Linagora//opush//EN",
         "VERSION:2.0",
-        "METHOD:REPLY",
+        "METHOD:COUNTER" if proposed else "METHOD:REPLY",
     ]
     # Keep the time zones the copied DTSTART/DTEND/RECURRENCE-ID refer to.
     copied = [event.get(n) for n in ("RECURRENCE-ID", "DTSTART", "DTEND", "DURATION")]
@@ -163,11 +170,19 @@ def meeting_reply(
     if instance_id:
         lines.append(_line("RECURRENCE-ID", _ics_time(instance_id)))
     for kept in copied:
-        if kept is not None and not (instance_id and kept.name == "RECURRENCE-ID"):
-            lines.append(_prop_line(kept))
+        if kept is None or (instance_id and kept.name == "RECURRENCE-ID"):
+            continue
+        if proposed and kept.name in ("DTSTART", "DTEND", "DURATION"):
+            continue
+        lines.append(_prop_line(kept))
+    if proposed:
+        lines.append(_line("DTSTART", proposed[0].astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")))
+        lines.append(_line("DTEND", proposed[1].astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")))
     summary = event.get("SUMMARY")
     if summary is not None:
         lines.append(_prop_line(summary))
+    if comment:
+        lines.append(_line("COMMENT", _escape_text(comment)))
     lines.append(_prop_line(organizer_prop))
     lines.append(_line("ATTENDEE", f"mailto:{identity.address}", attendee_params))
     lines.append("END:VEVENT")
@@ -175,10 +190,16 @@ def meeting_reply(
     ics = "\r\n".join(_fold(line) for line in lines) + "\r\n"
 
     title = unescape(summary.value) if summary is not None else ""
-    subject = f"{answer.verb}: {title}" if title else answer.verb
+    verb = "New Time Proposed" if proposed else answer.verb
+    subject = f"{verb}: {title}" if title else verb
     who = identity.display_name or identity.address
     done = {1: "accepted", 2: "tentatively accepted", 3: "declined"}[answer.value]
     text = f"{who} has {done} this invitation" + (f": {title}\n" if title else ".\n")
+    if proposed:
+        when = " - ".join(t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") for t in proposed)
+        text += f"Proposed new time: {when}\n"
+    if comment:
+        text += "\n" + comment.strip() + "\n"
 
     msg = MIMEMultipart("alternative")
     msg["From"] = formataddr((identity.display_name or "", identity.address))
@@ -189,9 +210,20 @@ def meeting_reply(
     msg["Message-ID"] = make_msgid(domain=identity.address.rpartition("@")[2] or None)
     msg.attach(MIMEText(text, "plain", "utf-8"))
     cal = MIMEText(ics, "calendar", "utf-8")
-    cal.set_param("method", "REPLY")
+    cal.set_param("method", "COUNTER" if proposed else "REPLY")
     msg.attach(cal)
     return MeetingReply(organizer=organizer, uid=uid, mime=to_bytes(msg), ics=ics)
+
+
+def _escape_text(value: str) -> str:
+    """RFC 5545 3.3.11 TEXT."""
+    return (
+        value.replace("\\", "\\\\")
+        .replace(";", "\\;")
+        .replace(",", "\\,")
+        .replace("\r\n", "\\n")
+        .replace("\n", "\\n")
+    )
 
 
 def _component_lines(comp: Component) -> Iterable[str]:

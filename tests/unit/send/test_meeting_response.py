@@ -177,3 +177,95 @@ async def test_without_root_element(world: World) -> None:
 
     with pytest.raises(EasStatusError):
         await world.run(meetingresponse.handle, "MeetingResponse", E(ns.MEETINGRESPONSE, "Request"))
+
+
+def texts(mime: bytes) -> str:
+    msg = email.message_from_bytes(mime, policy=default_policy)
+    return "\n".join(str(p.get_content()) for p in msg.walk() if p.get_content_maintype() == "text")
+
+
+def test_reply_with_a_comment_and_a_proposed_time() -> None:
+    ics = invitation_in(invitation_mail(ORGANIZER, ALICE, "ev-7", "Review"))
+    assert ics is not None
+    start, end = datetime(2030, 10, 9, 14, tzinfo=UTC), datetime(2030, 10, 9, 15, tzinfo=UTC)
+    plain = meeting_reply(
+        ics, Identity(ALICE), MeetingAnswer.ACCEPTED, comment="See you; bring slides, please"
+    )
+    _, event = reply_event(plain.mime)
+    assert event.value("COMMENT") == "See you\\; bring slides\\, please"
+    assert "bring slides" in texts(plain.mime)
+    counter = meeting_reply(
+        ics, Identity(ALICE), MeetingAnswer.TENTATIVE, comment="Later?", proposed=(start, end)
+    )
+    msg = email.message_from_bytes(counter.mime, policy=default_policy)
+    assert msg["Subject"] == "New Time Proposed: Review"
+    part = next(p for p in msg.walk() if p.get_content_type() == "text/calendar")
+    assert part.get_param("method") == "COUNTER"
+    cal = next(parse_ics(part.get_content()).find("VCALENDAR"))
+    assert cal.value("METHOD") == "COUNTER"
+    event = next(cal.find("VEVENT"))
+    assert (event.value("DTSTART"), event.value("DTEND")) == (
+        "20301009T140000Z",
+        "20301009T150000Z",
+    )
+    assert event.all("ATTENDEE")[0].params["PARTSTAT"] == "TENTATIVE"
+
+
+@pytest_twisted.ensureDeferred
+async def test_16_1_send_response_body_and_proposed_time(world: World) -> None:
+    uid = world.store.add("INBOX", invitation_mail(ORGANIZER, ALICE, "ev-8", "Sprint"))
+    tree = meeting_response_tree([(2, "1", f"1:{uid}")])
+    request = tree.find(f"{MR}Request")
+    assert request is not None
+    B = ns.AIRSYNCBASE
+    request.append(
+        E(
+            ns.MEETINGRESPONSE,
+            "SendResponse",
+            E(B, "Body", E(B, "Type", text=2), E(B, "Data", text="<p>Can we move it?</p>")),
+            E(ns.MEETINGRESPONSE, "ProposedStartTime", text="20301010T090000Z"),
+            E(ns.MEETINGRESPONSE, "ProposedEndTime", text="20301010T100000Z"),
+        )
+    )
+    result = await world.run(meetingresponse.handle, "MeetingResponse", tree, version=(16, 1))
+    assert results(result.tree)[0]["Status"] == "1"
+    (sent,) = world.smtp.sent
+    assert "METHOD:COUNTER" in texts(sent.data)
+    body = texts(sent.data)
+    assert "Can we move it?" in body and "<p>" not in body
+    assert "DTSTART:20301010T090000Z" in body
+
+
+@pytest_twisted.ensureDeferred
+async def test_answer_from_the_calendar_item_tells_the_organizer(world: World) -> None:
+    """Answered from the calendar (RequestId is a calendar item): the event the calendar
+    holds is read first (a declined one leaves it) and the organizer gets the reply."""
+    ics = invitation_in(invitation_mail(ORGANIZER, ALICE, "ev-9", "Budget"))
+    mine = (ics or "").replace(f"mailto:{ORGANIZER}", f"mailto:{ALICE}", 1)
+    order: list[str] = []
+
+    class Hook:
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+        async def invitation_of(self, ctx: Any, server_id: str) -> str:
+            order.append("read")
+            return self.text
+
+        async def record_calendar_item(self, ctx: Any, *args: Any) -> str:
+            order.append("record")
+            return "5:ev-9.ics"
+
+    world.services["meeting_responses"] = Hook(ics or "")
+    tree = meeting_response_tree([(3, "5", "5:ev-9.ics")])
+    result = await world.run(meetingresponse.handle, "MeetingResponse", tree, version=(14, 1))
+    assert results(result.tree)[0]["Status"] == "1"
+    assert order == ["read", "record"]
+    (sent,) = world.smtp.sent
+    assert sent.recipients == (ORGANIZER,)
+    _, event = reply_event(sent.data)
+    assert event.all("ATTENDEE")[0].params["PARTSTAT"] == "DECLINED"
+    # The user's own meeting: nobody to tell.
+    world.services["meeting_responses"] = Hook(mine)
+    await world.run(meetingresponse.handle, "MeetingResponse", tree, version=(14, 1))
+    assert len(world.smtp.sent) == 1
