@@ -22,13 +22,10 @@ never downloaded whole unless MIME was asked.
 
 from __future__ import annotations
 
-import email.policy
-import email.utils
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from lxml import etree
 from lxml.etree import _Element
@@ -53,6 +50,8 @@ from opush.content.email import (
     fetch_plan,
     parse_options,
 )
+from opush.content.email.drafts import Draft, build_draft, is_draft_content
+from opush.content.email.filereference import file_reference
 from opush.content.email.headers import decode_words
 from opush.log import logger, watch
 from opush.sync.ids import IdSet
@@ -301,6 +300,15 @@ def _deleted(m: MessageFlags) -> bool:
 # --------------------------------------------------------------------------- the source
 
 
+class Outbox(Protocol):
+    """Where email2:Send drafts go: SMTP as the user, then the Sent Items folder."""
+
+    @property
+    def sent_folder(self) -> str: ...
+
+    async def send(self, message: bytes) -> None: ...
+
+
 class MailItemSource:
     """One IMAP folder as an ``ItemSource``.
 
@@ -322,7 +330,9 @@ class MailItemSource:
         user_addresses: Sequence[str] = (),
         from_address: str | None = None,
         flag_details: FlagDetailStore | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
+        self.outbox = outbox
         self.store = store
         self.folder = folder
         self.flag_details = flag_details
@@ -460,8 +470,8 @@ class MailItemSource:
         self, item_id: str, data: _Element, request: RenderRequest
     ) -> ClientChangeResult:
         uid = int(item_id)
-        if self.drafts and request.version >= (16, 0) and _is_draft_content(data):
-            return await self._replace_draft(uid, data)
+        if self.drafts and request.version >= (16, 0) and is_draft_content(data):
+            return await self._replace_draft(uid, data, request)
         add: set[str] = set()
         remove: set[str] = set()
         read = _child(data, "Read")
@@ -508,10 +518,40 @@ class MailItemSource:
         # MS-ASCMD 2.2.3.7.2: mail Adds only in Drafts, from 16.0 on.
         if not (self.drafts and request.version >= (16, 0)):
             return ClientChangeResult(CONVERSION_ERROR)
-        uid = await self._append_draft(data)
+        draft = build_draft(data, self.from_address)
+        uid = await self._append_draft(draft.mime, data)
         if uid is None:
             return ClientChangeResult(CONVERSION_ERROR)
-        return ClientChangeResult(OK, str(uid))
+        return ClientChangeResult(OK, str(uid), self._references(request, uid, draft))
+
+    async def send_item(self, item_id: str) -> bool:
+        """email2:Send (MS-ASEMAIL 2.2.2.69) on a draft: submitted, then moved to Sent Items
+        (True: the device gets its Delete from Drafts).  When SMTP fails it stays a draft,
+        which is how the user sees it was not sent."""
+        if self.outbox is None or not item_id.isdigit():
+            return False
+        uid = int(item_id)
+        try:
+            data = await self.store.fetch_body(self.folder, uid)
+        except MessageNotFound:
+            return False
+        try:
+            await self.outbox.send(data)
+        except Exception as e:
+            log.warn("draft {uid} not sent: {e}", uid=uid, e=e)
+            return False
+        try:
+            await self.store.set_flags(self.folder, [uid], add={"\\Seen"}, remove={"\\Draft"})
+            await self.store.move(self.folder, [uid], self.outbox.sent_folder)
+        except MailError as e:
+            log.warn("sent draft {uid} not filed in Sent: {e}", uid=uid, e=e)
+            return False
+        return True
+
+    @staticmethod
+    def _references(request: RenderRequest, uid: int, draft: Draft) -> tuple[tuple[str, str], ...]:
+        ref = MessageRef(str(request.collection_id), uid)
+        return tuple((cid, file_reference(ref, section)) for cid, section in draft.added)
 
     async def apply_delete(self, item_ids: Sequence[str], move_to_trash: bool) -> None:
         uids = [int(i) for i in item_ids if i.isdigit()]
@@ -520,8 +560,7 @@ class MailItemSource:
 
     # ------------------------------------------------------------------ drafts (16.x)
 
-    async def _append_draft(self, data: _Element) -> int | None:
-        message = draft_message(data, self.from_address)
+    async def _append_draft(self, message: bytes, data: _Element) -> int | None:
         flags = ["\\Draft"]
         read = _child(data, "Read")
         if read is None or (read.text or "").strip() == "1":
@@ -538,55 +577,27 @@ class MailItemSource:
             log.warn("draft APPEND refused: {error}", error=e)
             return None
 
-    async def _replace_draft(self, uid: int, data: _Element) -> ClientChangeResult:
-        """A draft changes as a whole: APPEND the new version, expunge the old one.  The
-        engine keeps the device's ServerId pointing at the new uid (``CollectionState.aliases``)."""
-        new = await self._append_draft(data)
+    async def _replace_draft(
+        self, uid: int, data: _Element, request: RenderRequest
+    ) -> ClientChangeResult:
+        """A draft changes as a whole: APPEND the new version (the old one merged with what
+        the Change carries), expunge the old one.  The engine keeps the device's ServerId
+        pointing at the new uid (``CollectionState.aliases``)."""
+        try:
+            existing = await self.store.fetch_body(self.folder, uid)
+        except MessageNotFound:
+            return ClientChangeResult(NOT_FOUND)
+        draft = build_draft(data, self.from_address, existing)
+        new = await self._append_draft(draft.mime, data)
         if new is None:
             return ClientChangeResult(CONVERSION_ERROR)
         await self.store.delete(self.folder, [uid], move_to_trash=False)
-        return ClientChangeResult(OK, str(new))
+        return ClientChangeResult(OK, str(new), self._references(request, new, draft))
 
 
 def _is_atom(value: str) -> bool:
     specials = set('(){ %*"\\]')
     return bool(value) and all(0x20 < ord(c) < 0x7F and c not in specials for c in value)
-
-
-def _is_draft_content(data: _Element) -> bool:
-    return any(_local(c) in ("To", "Subject", "Body", "Cc", "Bcc") for c in data)
-
-
-def draft_message(data: _Element, from_address: str | None) -> bytes:
-    """MIME for a 16.x draft from its ApplicationData (MS-ASEMAIL To/Cc/Bcc/Subject/
-    Importance, AirSyncBase Body Type 1 or 2)."""
-    msg = EmailMessage(policy=email.policy.SMTP)
-    for tag, header in (("To", "To"), ("Cc", "Cc"), ("Bcc", "Bcc"), ("Subject", "Subject")):
-        el = _child(data, tag)
-        if el is not None and (el.text or "").strip():
-            msg[header] = (el.text or "").strip()
-    if from_address:
-        msg["From"] = from_address
-    msg["Date"] = email.utils.formatdate(localtime=False)
-    msg["Message-ID"] = email.utils.make_msgid()
-    importance = _child(data, "Importance")
-    if importance is not None and (importance.text or "").strip() in ("0", "2"):
-        msg["Importance"] = "low" if (importance.text or "").strip() == "0" else "high"
-    body = _child(data, "Body")
-    text, subtype = "", "plain"
-    if body is not None:
-        btype = _child(body, "Type")
-        bdata = _child(body, "Data")
-        text = (bdata.text or "") if bdata is not None else ""
-        kind = (btype.text or "").strip() if btype is not None else "1"
-        if kind == "4" and text.strip():
-            # MIME (MS-ASAIRS 2.2.2.41.1 Type 4): the device sent the whole message.
-            raw = text.encode("utf-8", "surrogateescape")
-            return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        if kind == "2":
-            subtype = "html"
-    msg.set_content(text, subtype=subtype, charset="utf-8")
-    return msg.as_bytes()
 
 
 # --------------------------------------------------------------------------- batched fetch

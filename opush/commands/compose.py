@@ -42,7 +42,8 @@ from opush.backends.interfaces import (
     SpecialUse,
 )
 from opush.backends.interfaces import MessageTooLarge as FetchTooLarge
-from opush.backends.smtp import SmtpClient, SmtpRefused, SmtpUnavailable, settings_from_config
+from opush.backends.outbox import sent_folder_for, smtp_client_for
+from opush.backends.smtp import SmtpClient, SmtpRefused
 from opush.commands.context import CommandContext, CommandResult
 from opush.content.email import (
     Identity,
@@ -176,36 +177,11 @@ def max_size(ctx: CommandContext) -> int:
 
 
 def sent_folder_name(ctx: CommandContext) -> str:
-    mail = getattr(ctx.runtime.config, "mail", None)
-    name = getattr(mail, "imap_mailbox_sent", None)
-    if isinstance(name, str) and name:
-        return name
-    roles = getattr(ctx.runtime.mail, "configured_roles", None)
-    if isinstance(roles, dict) and roles.get(SpecialUse.SENT):
-        return str(roles[SpecialUse.SENT])
-    return "Sent"
+    return sent_folder_for(ctx.runtime)
 
 
 def smtp_client(ctx: CommandContext) -> SmtpClient:
-    """`runtime.services["smtp"]` (the profiles put it there); in the obm profile without one,
-    a client that finds the server through obm-locator (``MailHosts.smtp``)."""
-    services = ctx.runtime.services
-    client = services.get("smtp")
-    if client is not None:
-        return client  # type: ignore[no-any-return]
-    hosts = services.get("mail_hosts")
-    config = ctx.runtime.config
-    if hosts is not None or getattr(getattr(config, "mail", None), "smtp_host", None):
-        settings = settings_from_config(config) if config is not None else None
-        if settings is not None:
-            client = SmtpClient(
-                ctx.runtime.clock,
-                settings,
-                locate=getattr(hosts, "smtp", None) if hosts is not None else None,
-            )
-            services["smtp"] = client
-            return client
-    raise SmtpUnavailable("no SMTP server configured (mail_conf.ini smtp.host)")
+    return smtp_client_for(ctx.runtime)
 
 
 def identity(ctx: CommandContext) -> Identity:

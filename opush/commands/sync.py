@@ -121,6 +121,7 @@ def parse_commands(commands: _Element | None) -> list[ClientCommand]:
                 item_class=_text(_child(cmd, "Class")),
                 # MS-ASAIRS 2.2.2.25 (16.0+): a Change or Delete of one occurrence.
                 instance_id=_text(_child(cmd, "InstanceId")),
+                send=_child(cmd, "Send") is not None,
             )
         )
     return out

@@ -101,6 +101,8 @@ class ClientCommand:
     item_class: str | None = None  # 12.x Add/Change Class
     #: airsyncbase:InstanceId of a 16.x Change/Delete: one occurrence of a recurring item.
     instance_id: str | None = None
+    #: email2:Send on a 16.x draft Add/Change (MS-ASEMAIL 2.2.2.69).
+    send: bool = False
 
 
 @attrs.frozen
@@ -488,7 +490,9 @@ class SyncEngine:
                     st.have.add(added.item_id)
                     st.pending.pop(added.item_id, None)
                     touched.add(added.item_id)
-                    responses.append(_add_response(client_id, sid, OK))
+                    responses.append(_add_response(client_id, sid, OK, added.attachments))
+                    if cmd.send and await _send(source, added.item_id):
+                        _gone_to_sent(st, added.item_id)
                 else:
                     responses.append(_add_response(client_id, None, added.status))
             elif cmd.kind == "Change":
@@ -527,6 +531,11 @@ class SyncEngine:
                 if changed.status == OK:
                     modified = True
                     touched.add(item)
+                    if changed.attachments:
+                        # MS-ASCMD 2.2.3.42.2: a Change that adds attachments is answered.
+                        responses.append(
+                            _item_response("Change", cmd.server_id, OK, None, changed.attachments)
+                        )
                     if changed.item_id is not None and changed.item_id != st.source_id(item):
                         # The backend replaced the item (IMAP draft: new UID); the device
                         # keeps its ServerId (MS-ASCMD 2.2.3.24 Change keeps the ServerId).
@@ -534,6 +543,8 @@ class SyncEngine:
                             st.aliases.pop(item, None)
                         else:
                             st.aliases[item] = changed.item_id
+                    if cmd.send and await _send(source, st.source_id(item)):
+                        _gone_to_sent(st, item)
                 else:
                     responses.append(_item_response("Change", cmd.server_id, changed.status))
             elif cmd.kind == "Delete":
@@ -646,23 +657,65 @@ def _command(parent: _Element, tag: str, sid: str) -> _Element:
     return el
 
 
-def _add_response(client_id: str, sid: str | None, status: int) -> _Element:
+def _add_response(
+    client_id: str, sid: str | None, status: int, attachments: Sequence[tuple[str, str]] = ()
+) -> _Element:
     el = E(AIRSYNC, "Add", E(AIRSYNC, "ClientId", text=client_id))
     if sid is not None:
         el.append(E(AIRSYNC, "ServerId", text=sid))
     el.append(E(AIRSYNC, "Status", text=status))
+    if attachments:
+        el.append(_attachments_data(attachments))
     return el
 
 
+def _attachments_data(attachments: Sequence[tuple[str, str]]) -> _Element:
+    """MS-ASAIRS 2.2.2.14: each added attachment's ClientId with its FileReference."""
+    base = ns.AIRSYNCBASE
+    return E(
+        AIRSYNC,
+        "ApplicationData",
+        E(
+            base,
+            "Attachments",
+            *[
+                E(base, "Attachment", E(base, "ClientId", text=c), E(base, "FileReference", text=f))
+                for c, f in attachments
+            ],
+        ),
+    )
+
+
 def _item_response(
-    tag: str, sid: str | None, status: int, cmd: ClientCommand | None = None
+    tag: str,
+    sid: str | None,
+    status: int,
+    cmd: ClientCommand | None = None,
+    attachments: Sequence[tuple[str, str]] = (),
 ) -> _Element:
     el = E(AIRSYNC, tag, E(AIRSYNC, "ServerId", text=sid or ""))
     if cmd is not None and cmd.instance_id is not None:
         # MS-ASAIRS 2.2.2.25: the response names the occurrence with the ServerId.
         el.append(E(ns.AIRSYNCBASE, "InstanceId", text=cmd.instance_id))
     el.append(E(AIRSYNC, "Status", text=status))
+    if attachments:
+        el.append(_attachments_data(attachments))
     return el
+
+
+def _gone_to_sent(st: CollectionState, item: str) -> None:
+    """A sent draft left Drafts: the device is told with a Delete (the backend may not
+    report the move of a message it appended in this very request)."""
+    st.aliases.pop(item, None)
+    st.pending.pop(item, None)
+    st.pending[item] = DELETE
+
+
+async def _send(source: ItemSource, item_id: str) -> bool:
+    """email2:Send (16.x) after a draft Add/Change; sources without drafts ignore it.  True
+    when the item left the collection (sent, filed in Sent Items)."""
+    send_item = getattr(source, "send_item", None)
+    return bool(await send_item(item_id)) if send_item is not None else False
 
 
 async def _occurrence(

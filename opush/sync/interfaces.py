@@ -67,6 +67,9 @@ class ClientChangeResult:
 
     status: int
     item_id: str | None = None
+    #: (attachment ClientId, FileReference) of attachments the request added (16.x drafts,
+    #: MS-ASAIRS 2.2.2.14): answered in the Add/Change response's ApplicationData.
+    attachments: tuple[tuple[str, str], ...] = ()
 
 
 class ItemSource(Protocol):
@@ -80,6 +83,9 @@ class ItemSource(Protocol):
     item_class: str
     # Optional ``exact_changes = True``: ``changes`` never reports the engine's own writes
     # later on, so an item changed on both sides is a real conflict (server wins, Status 7).
+    # Optional ``async send_item(item_id) -> bool`` for 16.x email2:Send on a draft
+    # Add/Change (MS-ASEMAIL 2.2.2.69): submit it and file it in Sent Items; True when the
+    # item left the collection (the device then gets its Delete).
     # Optional ``async apply_occurrence(item_id, instance_id, data | None, request) ->
     # ClientChangeResult`` for items that recur (calendars): a 16.x Change (``data``) or
     # Delete (None) of the one occurrence that ``instance_id`` (MS-ASAIRS 2.2.2.25) names.

@@ -61,6 +61,7 @@ class EmptySource:
 
 def mail_source(runtime: Runtime, credentials: Credentials, collection: Collection) -> Any:
     from opush.backends.mailsource import FlagDetailStore, MailItemSource
+    from opush.backends.outbox import SmtpOutbox
 
     if runtime.mail is None:
         raise RuntimeError("no mail backend configured")
@@ -74,6 +75,7 @@ def mail_source(runtime: Runtime, credentials: Credentials, collection: Collecti
         flag_details=FlagDetailStore(
             runtime.state, credentials.user.login_at_domain.lower(), runtime.clock
         ),
+        outbox=SmtpOutbox(runtime, credentials),
     )
 
 

@@ -357,6 +357,14 @@ class FakeMailStore:
             else:
                 self.expunge(folder, uid)
 
+    async def move(self, folder: str, uids: Sequence[int], destination: str) -> dict[int, int]:
+        self._check("MOVE")
+        moved: dict[int, int] = {}
+        for uid in uids:
+            if uid in self._box(folder).messages:
+                moved[uid] = self.move_out(folder, uid, destination)
+        return moved
+
     async def append(
         self,
         folder: str,

@@ -134,7 +134,7 @@ def test_filter_from_the_guide_template() -> None:
     assert build_base("dc=%d,dc=local", "example.org") == "dc=example.org,dc=local"
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=40))
 def test_typed_text_cannot_change_the_filter(typed: str) -> None:
     from ldaptor import ldapfilter

@@ -38,12 +38,13 @@ class Rig:
     version: tuple[int, int] = (14, 1)
     folder: str = "INBOX"
     drafts: bool = False
+    outbox: Any = None
 
     def engine(self) -> SyncEngine:
         return SyncEngine(self.store, USER, DEVICE, self.version, now=lambda: NOW)
 
     def source(self) -> MailItemSource:
-        return MailItemSource(self.mail, self.folder, drafts=self.drafts)
+        return MailItemSource(self.mail, self.folder, drafts=self.drafts, outbox=self.outbox)
 
     def sync(self, key: str, window: int = 100, **kw: Any) -> CollectionOutcome:
         req = CollectionRequest(CID, key, window, **kw)
@@ -494,3 +495,48 @@ def test_changed_on_both_sides_follows_the_conflict_option(rig: Rig, conflict: i
     else:
         assert statuses == ["7"] and "\\Seen" not in message.flags
     assert "\\Flagged" in message.flags
+
+
+class _Outbox:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.sent_folder = "Sent"
+
+    async def send(self, message: bytes) -> None:
+        self.sent.append(message)
+
+
+def test_draft_send_files_it_in_sent_and_tells_the_device() -> None:
+    """email2:Send (MS-ASEMAIL 2.2.2.69) on a draft Add and on a draft Change: submitted,
+    moved to Sent, and the device gets the Delete from Drafts."""
+    mail = FakeMailStore()
+    mail.folder("Sent")
+    outbox = _Outbox()
+    rig = Rig(mail, folder="Drafts", drafts=True, version=(16, 1), outbox=outbox)
+    rig.mail.folder("Drafts")
+    b = ns.AIRSYNCBASE
+    data = E(A, "ApplicationData", E(ns.EMAIL, "To", text="bob@example.org"),
+             E(ns.EMAIL, "Subject", text="now"), E(b, "Body", E(b, "Type", text=1),
+                                                  E(b, "Data", text="text")))  # fmt: skip
+    k = key_of(rig.sync(key_of(rig.sync("0"))))
+    kept = rig.sync(k, commands=[ClientCommand("Add", client_id="c1", data=data)])
+    sid = child_text(answer(kept).responses()[0], "ServerId") or ""
+    changed = rig.sync(
+        key_of(kept),
+        commands=[ClientCommand("Change", sid, data=data, send=True)],
+    )
+    assert [m for m in outbox.sent if b"now" in m]
+    assert list(rig.mail.folder("Drafts").messages) == []
+    assert len(rig.mail.folder("Sent").messages) == 1
+    deletes = answer(changed).server_ids("Delete")
+    after = rig.sync(key_of(changed))
+    later = answer(after).server_ids("Delete")
+    assert deletes + later == [sid]
+    sent_now = rig.sync(key_of(after), commands=[
+        ClientCommand("Add", client_id="c2", data=data, send=True)])  # fmt: skip
+    resp = answer(sent_now).responses()[0]
+    assert child_text(resp, "Status") == "1"
+    assert answer(sent_now).server_ids("Delete") + answer(rig.sync(key_of(sent_now))).server_ids(
+        "Delete"
+    ) == [child_text(resp, "ServerId")]
+    assert len(rig.mail.folder("Sent").messages) == 2
