@@ -10,10 +10,12 @@ any document that declares a DOCTYPE is refused (no external entities, no billio
 - Anything else (Outlook's outlook/responseschema/2006a): ErrorCode 601, "provider not
   found for this schema", which is what an EAS-only server answers (MS-ASCMD 2.2.3.64).
 - Malformed requests: ErrorCode 600 "Invalid Request" (MS-ASCMD 4.2.3 example).
+- Autodiscover v2 (``GET .../autodiscover.json``, Outlook mobile): the EAS URL as JSON.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from lxml import etree
@@ -129,9 +131,41 @@ class AutodiscoverResource(Resource):
         self.auth = auth
 
     def render_GET(self, request: Request) -> bytes:
+        path = (request.path or b"").decode("utf-8", "replace")
+        if "/autodiscover.json" in path.lower():
+            return self._json(request, path)
         request.setResponseCode(405)
         request.setHeader("Allow", "POST")
         return b""
+
+    def _json(self, request: Request, path: str) -> bytes:
+        """Autodiscover v2 (what Outlook mobile asks first): ``GET
+        /autodiscover/autodiscover.json?Email=<address>&Protocol=ActiveSync`` or
+        ``.../autodiscover.json/v1.0/<address>?Protocol=ActiveSync``, unauthenticated, answers
+        ``{"Protocol": "ActiveSync", "Url": <EAS URL>}``; other protocols get Exchange's 400
+        InvalidProtocol."""
+        args = {
+            k.decode("utf-8", "replace").lower(): v[0].decode("utf-8", "replace")
+            for k, v in (request.args or {}).items()
+            if v
+        }
+        protocol = args.get("protocol", "")
+        email = args.get("email", "") or path.rstrip("/").rsplit("/", 1)[-1]
+        request.setHeader("Content-Type", "application/json; charset=utf-8")
+        request.setHeader("Cache-Control", "private")
+        if protocol.lower() != "activesync" or "@" not in email:
+            request.setResponseCode(400)
+            log.info("Autodiscover v2 refused: protocol {p!r}", p=protocol)
+            return json.dumps(
+                {
+                    "ErrorCode": "InvalidProtocol",
+                    "ErrorMessage": f"The given protocol value '{protocol}' is invalid. "
+                    "Supported values are 'ActiveSync'",
+                }
+            ).encode()
+        return json.dumps(
+            {"Protocol": "ActiveSync", "Url": self.runtime.settings.activesync_url}
+        ).encode()
 
     def render_POST(self, request: Request) -> Any:
         ensureDeferred(self._serve(request))

@@ -138,3 +138,25 @@ async def test_options_and_autodiscover(frontdoor: Server) -> None:
     assert b"https://mail.example.org/Microsoft-Server-ActiveSync" in reply.content
     health = await blocking(lambda: requests.get(f"{frontdoor.url}/opush/healthcheck/", timeout=10))
     assert health.status_code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_autodiscover_v2_json(frontdoor: Server) -> None:
+    """Outlook mobile's first question: GET autodiscover.json, no credentials."""
+    for url in (
+        f"{frontdoor.url}/autodiscover/autodiscover.json?Email=alice@example.org&Protocol=ActiveSync",
+        f"{frontdoor.url}/Autodiscover/Autodiscover.json/v1.0/alice@example.org?Protocol=activesync",
+    ):
+        reply = await blocking(lambda url=url: requests.get(url, timeout=10))  # type: ignore[misc]
+        assert reply.status_code == 200, url
+        assert reply.json() == {
+            "Protocol": "ActiveSync",
+            "Url": "https://mail.example.org/Microsoft-Server-ActiveSync",
+        }
+    bad = await blocking(
+        lambda: requests.get(
+            f"{frontdoor.url}/autodiscover/autodiscover.json?Email=alice@example.org&Protocol=Ews",
+            timeout=10,
+        )
+    )
+    assert bad.status_code == 400 and bad.json()["ErrorCode"] == "InvalidProtocol"
