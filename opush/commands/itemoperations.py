@@ -56,6 +56,7 @@ from opush.content.email import (
 from opush.http.errors import EasStatusError
 from opush.log import logger
 from opush.storage.interfaces import FolderKind
+from opush.sync import moves
 from opush.sync.ids import InvalidServerId, parse_mail_server_id
 from opush.wbxml import E, encode, is_opaque, ns, opaque
 
@@ -316,6 +317,15 @@ async def _fetch_item(
     folder = await mail_folder(ctx, item.collection_id) if item is not None else None
     if item is None or folder is None:
         return NOT_FOUND
+    real = await moves.backend_id(
+        ctx.runtime.state,
+        ctx.device.user,
+        ctx.device.device_id,
+        int(item.collection_id),
+        str(item.uid),
+    )
+    if real.isdigit() and int(real) != item.uid:
+        item = MailItemId(item.collection_id, int(real))  # a replaced 16.x draft
     options = parse_options(options_el)
     store = ctx.mail_store()
     try:

@@ -14,8 +14,6 @@ destination nor a Delete for it in the source.
 
 from __future__ import annotations
 
-from typing import Any
-
 from lxml import etree
 from lxml.etree import _Element
 
@@ -25,6 +23,7 @@ from opush.commands.context import CommandContext, CommandResult
 from opush.commands.itemoperations import MailItemId, mail_folder, parse_server_id
 from opush.http.errors import EasStatusError
 from opush.log import logger
+from opush.sync import moves
 from opush.wbxml import E, ns
 
 log = logger("opush.commands.moveitems")
@@ -52,18 +51,8 @@ def _text(el: _Element | None) -> str | None:
 async def _record_move(
     ctx: CommandContext, source: MailItemId, destination: MailItemId | None
 ) -> None:
-    """Tell the sync engine the device already moved this mail (see module docstring).
-
-    The engine's hook is looked up at call time so that MoveItems works (with a duplicate on
-    the next Sync at worst) while the engine does not offer it."""
-    try:
-        from opush.sync import moves  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return
-    record: Any = getattr(moves, "record_move", None)
-    if record is None:
-        return
-    await record(
+    """Tell the sync engine the device already moved this mail (see module docstring)."""
+    await moves.record_move(
         ctx.runtime.state,
         ctx.device.user,
         ctx.device.device_id,
@@ -90,6 +79,12 @@ async def _move_one(ctx: CommandContext, move: _Element) -> tuple[int, str | Non
     if source == destination:
         return SAME_FOLDER, None
     store = ctx.mail_store()
+    device_item = item
+    real = await moves.backend_id(
+        ctx.runtime.state, ctx.device.user, ctx.device.device_id, int(src_fld), str(item.uid)
+    )
+    if real.isdigit() and int(real) != item.uid:
+        item = MailItemId(item.collection_id, int(real))  # a replaced 16.x draft
     try:
         if not await store.fetch_summaries(source, [item.uid]):
             return INVALID_SOURCE, None  # moved or deleted meanwhile
@@ -119,7 +114,7 @@ async def _move_one(ctx: CommandContext, move: _Element) -> tuple[int, str | Non
         await details.store(destination, new_uid, kept[0], kept[1])
         await details.store(source, item.uid, kept[0], None)
     moved = MailItemId(str(int(dst_fld)), new_uid) if new_uid is not None else None
-    await _record_move(ctx, item, moved)
+    await _record_move(ctx, device_item, moved)
     return SUCCESS, moved.server_id if moved is not None else None
 
 

@@ -30,6 +30,7 @@ async def _edit(
     if drop is not None:
         st.have.discard(drop)
         st.pending.pop(drop, None)
+        st.aliases.pop(drop, None)
     if hold is not None:
         st.have.add(hold)
         st.pending.pop(hold, None)
@@ -56,3 +57,19 @@ async def record_move(
     await _edit(store, user, device_id, source_collection, str(source_uid), None)
     if destination_collection is not None and destination_uid is not None:
         await _edit(store, user, device_id, destination_collection, None, str(destination_uid))
+
+
+async def backend_id(
+    store: StateStore, user: str, device_id: str, collection_id: int, item_id: str
+) -> str:
+    """The backend's id of the item the device calls ``item_id``: a 16.x draft the device
+    changed was replaced (new IMAP UID) while the device kept its ServerId
+    (``CollectionState.aliases``)."""
+    current = await store.current_sync_state(user, device_id, collection_id)
+    if current is None:
+        return item_id
+    try:
+        st = CollectionState.from_json(current.data)
+    except (ValueError, KeyError, TypeError):
+        return item_id
+    return st.aliases.get(item_id, item_id)

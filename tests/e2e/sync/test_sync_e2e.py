@@ -12,7 +12,7 @@ from lxml import etree
 from pyactivesync import EmailChange
 from twisted.internet.threads import deferToThread
 
-from opush.wbxml import E, ns
+from opush.wbxml import E, decode, ns
 from tests.e2e.sync.conftest import SyncServer
 from tests.support.services import LocalServices
 from tests.support.sync import (
@@ -462,3 +462,41 @@ async def test_flag_dates_reach_every_device_until_imap_changes_the_flag(
 
 def _unused(*_: Any) -> None:
     E(A, "Sync")
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_edited_draft_can_be_fetched_and_moved_16(
+    syncserver: SyncServer, dovecot: LocalServices, fresh_user: str
+) -> None:
+    """After a 16.x draft Change (new IMAP UID, same ServerId), ItemOperations Fetch and
+    MoveItems find the draft by the ServerId the device holds."""
+    dev, folders = await device(syncserver, fresh_user, "SYNCE2EDRAFT3", "16.1")
+    drafts, inbox = folders["Drafts"], folders["INBOX"]
+    k = (await blocking(lambda: dev.sync(drafts, "0"))).sync_key or ""
+    k = (await blocking(lambda: dev.sync(drafts, k))).sync_key or k
+    b = ns.AIRSYNCBASE
+    data = [E(ns.EMAIL, "To", text="bob@example.org"), E(ns.EMAIL, "Subject", text="v1"),
+            E(b, "Body", E(b, "Type", text=1), E(b, "Data", text="one"))]  # fmt: skip
+    add = E(A, "Add", E(A, "ClientId", text="d-1"), E(A, "ApplicationData", *data))
+    added = await blocking(lambda: dev.sync(drafts, k, commands=[add]))
+    sid = child_text(added.responses()[0], "ServerId") or ""
+    edit = change_command(sid, E(ns.EMAIL, "Subject", text="v2"))
+    await blocking(lambda: dev.sync(drafts, added.sync_key or "", commands=[edit]))
+    io = ns.ITEMOPERATIONS
+    fetch = E(io, "ItemOperations", E(io, "Fetch", E(io, "Store", text="Mailbox"),
+              E(A, "CollectionId", text=drafts), E(A, "ServerId", text=sid)))  # fmt: skip
+    got = decode((await blocking(lambda: dev.post("ItemOperations", fetch))).content)
+    assert got.findtext(f".//{{{io}}}Fetch/{{{io}}}Status") == "1"
+    assert got.findtext(f".//{{{io}}}Properties/{{{ns.EMAIL}}}Subject") == "v2"
+    mv = ns.MOVE
+    move = E(mv, "MoveItems", E(mv, "Move", E(mv, "SrcMsgId", text=sid),
+             E(mv, "SrcFldId", text=drafts), E(mv, "DstFldId", text=inbox)))  # fmt: skip
+    moved = decode((await blocking(lambda: dev.post("MoveItems", move))).content)
+    assert moved.findtext(f".//{{{mv}}}Status") == "3"
+    with dovecot.imap(fresh_user) as imap:
+        imap.select("INBOX", readonly=True)
+        _, hits = imap.uid("SEARCH", None, "SUBJECT", '"v2"')
+        assert len((hits[0] or b"").split()) == 1
+        imap.select("Drafts", readonly=True)
+        _, left = imap.uid("SEARCH", None, "UNDELETED")
+        assert not (left[0] or b"").split()
