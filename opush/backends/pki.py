@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import datetime
 import enum
+import re
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,14 +78,27 @@ def load_certificate(data: bytes) -> x509.Certificate:
     return x509.load_der_x509_certificate(data)
 
 
+_PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
 def load_trust_store(path: Path) -> list[x509.Certificate]:
-    """Every certificate of a PEM bundle; ValueError when the file holds none."""
+    """Every readable certificate of a PEM bundle (one unreadable entry, e.g. an old root
+    that newer cryptography refuses, does not cost the others); ValueError when none is."""
     data = path.read_bytes()
-    try:
-        certs = x509.load_pem_x509_certificates(data)
-    except ValueError as e:
-        raise ValueError(f"{path}: no PEM certificate could be read ({e})") from e
-    return list(certs)
+    certs: list[x509.Certificate] = []
+    skipped = 0
+    for block in _PEM_BLOCK.findall(data):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. negative serial numbers of old roots
+                certs.append(x509.load_pem_x509_certificate(block))
+        except ValueError:
+            skipped += 1
+    if not certs:
+        raise ValueError(f"{path}: no PEM certificate could be read")
+    if skipped:
+        log.warn("{path}: {n} unreadable certificate(s) skipped", path=str(path), n=skipped)
+    return certs
 
 
 @attrs.define

@@ -309,3 +309,14 @@ def test_trust_store_setting_is_checked_at_load(tmp_path: Any, ca: Authority) ->
     config = load(conf(f"smime.trust-store={tmp_path / 'ca.pem'}\n"), obm_conf=None)
     v = certificate_validator(config, reactor=None)
     assert v.anchor_count == 2
+
+
+def test_an_unreadable_bundle_entry_does_not_cost_the_others(tmp_path: Any, ca: Authority) -> None:
+    from opush.backends.pki import load_trust_store
+
+    junk = b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n"
+    (tmp_path / "bundle.pem").write_bytes(junk + pki.pem(ca.root) + junk)
+    assert [c.subject for c in load_trust_store(tmp_path / "bundle.pem")] == [ca.root.subject]
+    (tmp_path / "junk.pem").write_bytes(junk)
+    with pytest.raises(ValueError):
+        load_trust_store(tmp_path / "junk.pem")
