@@ -80,10 +80,11 @@ def build_draft(data: _Element, from_address: str | None, existing: bytes | None
     body_part = _new_body(body) if body is not None else None
     kept: list[Message] = []
     if old is not None:
-        old_body, old_attachments = _split(old, _deleted_sections(data))
+        old_body, outside, inside = _split(old, _deleted_sections(data))
         if body_part is None:
-            body_part = old_body
-        kept = old_attachments
+            body_part, kept = old_body, outside  # inline parts stay inside the old body
+        else:
+            kept = outside + inside  # the body is new: its inline images become parts
     if body_part is None:
         body_part = MIMEText("", "plain", _UTF8_QP)  # type: ignore[arg-type]
     added: list[tuple[str, Message]] = []
@@ -133,8 +134,9 @@ def _deleted_sections(data: _Element) -> set[str]:
     return out
 
 
-def _split(old: Message, deleted: set[str]) -> tuple[Message | None, list[Message]]:
-    """The old draft's body (a part to reuse) and its attachments minus ``deleted``."""
+def _split(old: Message, deleted: set[str]) -> tuple[Message | None, list[Message], list[Message]]:
+    """The old draft's body (a part to reuse), and its attachments minus ``deleted``: those
+    beside the body, and those inside it (inline images of an HTML body)."""
     pairs = walk(old)
     leaves = {p.path: m for p, m in pairs}
     layout = classify([p for p, _ in pairs])
@@ -149,21 +151,19 @@ def _split(old: Message, deleted: set[str]) -> tuple[Message | None, list[Messag
             if path not in attachment_paths:
                 body, body_path = child, path
                 break
-        inside = (body_path + ".") if body_path else None
-        kept = [
-            leaves[p]
-            for p in attachment_paths
-            if p not in deleted and not (inside and p.startswith(inside)) and p in leaves
-        ]
-        return body, kept
+        prefix = (body_path + ".") if body_path else None
+        live = [p for p in attachment_paths if p not in deleted and p in leaves]
+        beside = [leaves[p] for p in live if not (prefix and p.startswith(prefix))]
+        within = [leaves[p] for p in live if prefix and p.startswith(prefix)]
+        return body, beside, within
     # A single part, or an alternative/related body: the old message is the body and its
-    # inline parts stay inside it.
+    # inline parts are inside it.
     part = Message()
     for key, value in old.items():
         if key.lower().startswith("content-"):
             part[key] = value
     part.set_payload(old.get_payload())
-    return part, []
+    return part, [], [leaves[p] for p in attachment_paths if p not in deleted and p in leaves]
 
 
 def _attachment(add: _Element) -> Message | None:

@@ -167,3 +167,17 @@ def test_a_sequence_of_edits_keeps_exactly_the_expected_attachments(ops: list[An
             del model[value]
         assert list(attachments(mime)) == model
         assert all(content == name.encode() for name, content in attachments(mime).items())
+
+
+def test_a_new_body_keeps_the_inline_images_of_the_old_one() -> None:
+    other = email.message.EmailMessage()
+    other["Subject"] = "with logo"
+    other.set_content("<p><img src='cid:logo'></p>", subtype="html")
+    other.add_related(b"\x89PNG", maintype="image", subtype="png", cid="<logo>", filename="l.png")
+    other.make_mixed()
+    other.add_attachment(b"data", maintype="application", subtype="octet-stream", filename="x.bin")
+    kept_body = build_draft(data(E(EM, "Subject", text="edited")), None, other.as_bytes())
+    assert parsed(kept_body.mime).get_payload()[0].get_content_type() == "multipart/related"  # type: ignore[index]
+    new_body = build_draft(data(body("<p>new</p>", 2)), None, other.as_bytes())
+    names = sorted(attachments(new_body.mime))
+    assert names == ["l.png", "x.bin"]
