@@ -154,6 +154,12 @@ def parse_collection(
         get_changes = _text(get_changes_el) in (None, "", "1")
     dam = _child(el, "DeletesAsMoves")
     deletes_as_moves = dam is None or _text(dam) in (None, "", "1")
+    supported_el = _child(el, "Supported")
+    supported = (
+        tuple(sorted({c.tag for c in supported_el if isinstance(c.tag, str)}))
+        if supported_el is not None
+        else None
+    )
     return (
         CollectionRequest(
             collection_id=int(cid_text),
@@ -167,6 +173,7 @@ def parse_collection(
             conflict=conflict,
             deletes_as_moves=deletes_as_moves,
             commands=parse_commands(_child(el, "Commands")),
+            supported=supported,
             fingerprint=hashlib.sha256(etree.tostring(el)).hexdigest()[:32],
         ),
         None,

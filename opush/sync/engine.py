@@ -21,6 +21,7 @@ so a window interrupted anywhere resumes exactly.
 
 from __future__ import annotations
 
+import copy
 import uuid
 import zlib
 from collections.abc import Callable, Sequence
@@ -117,6 +118,9 @@ class CollectionRequest:
     conflict: int | None = None
     deletes_as_moves: bool = True
     commands: Sequence[ClientCommand] = ()
+    #: MS-ASCMD 2.2.3.179 Supported (initial Sync only): the qualified tags of the contact
+    #: and calendar elements the device manages; None when absent.
+    supported: tuple[str, ...] | None = None
     #: Digest of the request's Collection element: a request with the previous key is
     #: replayed only when it is the same request (a retry); else it is run again from the
     #: previous state (the device never saw the newer key's answer).
@@ -338,6 +342,7 @@ class SyncEngine:
     async def _initial(self, req: CollectionRequest, item_class: str) -> CollectionOutcome:
         """SyncKey 0 (MS-ASCMD 3.1.5.3): forget the collection's state, hand out a key."""
         st = CollectionState(item_class=item_class)
+        st.supported = list(req.supported) if req.supported is not None else None
         if req.options is not None:
             st.options = serialize_options(req.options)
             st.filter_type = req.filter_type
@@ -527,7 +532,8 @@ class SyncEngine:
                     continue
                 # Otherwise the client's change is applied; the pending server Change still
                 # goes out, carrying the merged backend state.  A pending SoftDelete wins.
-                changed = await source.apply_change(st.source_id(item), cmd.data, render)
+                full = await self._with_ghosts(source, st, st.source_id(item), cmd.data, render)
+                changed = await source.apply_change(st.source_id(item), full, render)
                 if changed.status == OK:
                     modified = True
                     touched.add(item)
@@ -598,6 +604,38 @@ class SyncEngine:
                     )
                 )
         return modified
+
+    async def _with_ghosts(
+        self,
+        source: ItemSource,
+        st: CollectionState,
+        item_id: str,
+        data: _Element,
+        render: RenderRequest,
+    ) -> _Element:
+        """A Change with the server's value of every *ghosted* element it leaves out (MS-ASCMD
+        2.2.3.179): elements outside the Supported list the device sent with SyncKey 0, and
+        from 16.0 every top-level calendar element (MS-ASCAL 3.1.5.3).  Without ghosts an
+        element left out of a Change is deleted, as the spec says for devices that do not
+        send Supported."""
+        kind = getattr(source, "item_class", "")
+        every_absent = kind == "Calendar" and self.version >= (16, 0)
+        if kind not in ("Calendar", "Contacts") or not (every_absent or st.supported):
+            return data
+        sent = {c.tag for c in data if isinstance(c.tag, str)}
+        managed = set(st.supported or ()) if not every_absent else set()
+        # Bodies in full (no truncation Options): a ghosted body must not come back cut.
+        rendered = await source.render([item_id], RenderRequest(render.collection_id, self.version))
+        current = rendered.get(item_id)
+        if not current:
+            return data
+        merged = copy.deepcopy(data)
+        for el in current:
+            tag = el.tag
+            if not isinstance(tag, str) or tag in sent or tag in managed:
+                continue
+            merged.append(copy.deepcopy(el))
+        return merged
 
     @staticmethod
     def _own_item(value: str | None, collection_id: int) -> str | None:

@@ -48,6 +48,8 @@ class CollectionState:
     #: Device id -> source id, for items whose backend id changed under a client Change
     #: (a 16.x draft is replaced in IMAP: new UID) while the device keeps its ServerId.
     aliases: dict[str, str] = attrs.field(factory=dict)
+    #: MS-ASCMD 2.2.3.179 Supported of the initial Sync (qualified tags), None when absent.
+    supported: list[str] | None = None
 
     def source_id(self, device_id: str) -> str:
         return self.aliases.get(device_id, device_id)
@@ -63,6 +65,7 @@ class CollectionState:
             "conflict": self.conflict,
             "class": self.item_class,
             **({"alias": dict(self.aliases)} if self.aliases else {}),
+            **({"supported": list(self.supported)} if self.supported is not None else {}),
         }
 
     @classmethod
@@ -78,4 +81,7 @@ class CollectionState:
             conflict=data.get("conflict"),
             item_class=data.get("class") or "Email",
             aliases={str(k): str(v) for k, v in (data.get("alias") or {}).items()},
+            supported=(
+                [str(t) for t in data["supported"]] if data.get("supported") is not None else None
+            ),
         )

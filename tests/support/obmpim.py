@@ -54,8 +54,10 @@ class Pim:
         options: Sequence[etree._Element] | None = None,
         filter_type: int | None = None,
         window: int = 100,
+        supported: tuple[str, ...] | None = None,
     ) -> etree._Element:
-        """One Sync of the collection (SyncKey 0 first when needed); the Collection answer."""
+        """One Sync of the collection (SyncKey 0 first when needed, with ``supported``); the
+        Collection answer."""
         token = request_context.set(RequestContext(1, user=USER, device_id=DEVICE))
         try:
             engine = self.engine()
@@ -68,6 +70,7 @@ class Pim:
                             window,
                             options=options,
                             filter_type=filter_type,
+                            supported=supported,
                         ),
                         self.source_factory(),
                     )

@@ -177,6 +177,18 @@ def test_one_occurrence_changed_and_deleted_from_a_16_1_device(
     assert changed.subject == "Weekly review (moved)"
     assert changed.start is not None and changed.start.hour == 14
 
+    # 16.x ghosting (MS-ASCAL 3.1.5.3): a Change of the subject alone keeps the rest.
+    rename = E(A, "Change", E(A, "ServerId", text=server_id),
+               E(A, "ApplicationData", E(CAL, "Subject", text="Weekly sync")))  # fmt: skip
+    answer = dev.sync(calendar, key, commands=[rename])
+    assert answer.responses() == []
+    key = answer.sync_key or key
+    _, body = dav(radicale, fresh_dav_user, "GET", f"/{fresh_dav_user}/calendar/{item_id}")
+    renamed = parse_event(body.decode())
+    assert renamed is not None and renamed.subject == "Weekly sync"
+    assert renamed.recurrence is not None and renamed.start == event.start
+    assert len(renamed.exceptions) == 2  # the occurrence edits survive too
+
     # An occurrence of a ServerId that does not exist: its own status, with the InstanceId.
     unknown = E(
         A, "Delete", E(A, "ServerId", text=f"{calendar}:nope.ics"),

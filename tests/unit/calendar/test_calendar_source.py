@@ -329,3 +329,29 @@ def _data_of(*props: object) -> object:
     for p in props:
         data.append(p)  # type: ignore[arg-type]
     return data
+
+
+def test_a_16_change_keeps_every_calendar_element_it_leaves_out() -> None:
+    """MS-ASCAL 3.1.5.3: from 16.0 every top-level calendar element absent from a Change is
+    ghosted, so a Change of the subject alone keeps time, place, reminder and recurrence."""
+    pim = calendar_pim()
+    pim.version = (16, 1)
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    weekly = pim.double.put_event(
+        _event(
+            "weekly",
+            start,
+            location="Room 4",
+            alert=900,
+            recurrence=obm.Recurrence(kind="weekly", freq=1, days="0010000"),
+        )
+    )
+    pim.sync()
+    pim.clock.advance(10)
+    out = pim.sync([change_command(f"7:{weekly.id}", E(C, "Subject", text="weekly (renamed)"))])
+    assert responses_of(out, "Change") == []
+    assert weekly.id is not None
+    stored = pim.double.events[weekly.id].event
+    assert stored.title == "weekly (renamed)"
+    assert (stored.location, stored.alert, stored.date) == ("Room 4", 900, cal.to_ms(start))
+    assert stored.recurrence is not None and stored.recurrence.kind == "weekly"

@@ -135,3 +135,23 @@ def test_users_book_accepts_and_ignores_device_changes() -> None:
     assert responses_of(answer, "Change") == [] and responses_of(answer, "Delete") == []
     writes = [c[1] for c in pim.double.calls[before:]]
     assert not {"storeContact", "modifyContact", "removeContact"} & set(writes)
+
+
+def test_elements_outside_supported_are_ghosted() -> None:
+    """MS-ASCMD 2.2.3.179: with Supported sent at SyncKey 0, an element the device does not
+    manage keeps its server value when a Change leaves it out; a managed one left out is
+    deleted (as for every element when Supported was not sent, see above)."""
+    pim = contacts_pim()
+    managed = tuple(f"{{{C1}}}{name}" for name in ("FirstName", "LastName", "Email1Address"))
+    pim.sync(supported=managed)
+    pim.clock.advance(10)
+    added = pim.sync([add_command("c1", *_props("Ann", "Lee", "ann@x.org"))])
+    server_id = responses_of(added, "Add")[0].findtext(f"{{{A}}}ServerId") or ""
+    uid = int(server_id.split(":")[1])
+    pim.clock.advance(10)
+    pim.sync([change_command(server_id, E(C1, "FirstName", text="Anne"))])
+    stored = pim.double.contacts[uid].contact
+    assert stored.first == "Anne"
+    assert stored.title == "CTO"  # JobTitle is not managed by the device: kept
+    assert stored.last in (None, "")  # LastName is managed and was left out: deleted
+    assert stored.emails == ()
