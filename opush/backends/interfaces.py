@@ -314,6 +314,11 @@ class SearchQuery:
     since: date | None = None
     before: date | None = None
     undeleted: bool = True
+    #: A Message-ID (``<...>``) the message has as Message-ID, in References or In-Reply-To:
+    #: the messages of one thread.
+    thread: str | None = None
+    #: IMAP SUBJECT (substring).
+    subject: str | None = None
 
 
 class ExpungePolicy(enum.Enum):

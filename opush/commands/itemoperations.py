@@ -42,6 +42,7 @@ from opush.backends.interfaces import (
     MessageTooLarge,
 )
 from opush.commands.context import CommandContext, CommandResult
+from opush.commands.conversations import conversation_mails
 from opush.content.email import (
     EmailOptions,
     FileReferenceError,
@@ -429,6 +430,64 @@ def _descendants(folders: Sequence[Folder], parent: str) -> list[str]:
     return sorted(found, key=lambda name: -len(name))  # children first
 
 
+# --------------------------------------------------------------------------- Move (conversation)
+
+#: Folders a conversation Move leaves alone, as Exchange does: what was sent and what was
+#: deleted stay where they are (FolderHierarchy types, MS-ASCMD 2.2.3.186.3).
+_KEPT_TYPES = (4, 5)
+
+
+async def _move_conversation(ctx: CommandContext, request: _Element) -> _Element:
+    """ItemOperations Move (14.0+, MS-ASCMD 2.2.3.117.1): every mail of a conversation to
+    DstFldId.  ``MoveAlways`` (later mails of it too) needs a server-side rule, which IMAP
+    cannot hold: the mails there now are moved, and the device is told Success."""
+    conversation_el = request.find(_q(IO, "ConversationId"))
+    destination_id = _text(request.find(_q(IO, "DstFldId")))
+    conversation = opaque(conversation_el) if conversation_el is not None else b""
+    out = E(IO, "Move")
+    status_el = E(IO, "Status", text=SUCCESS)
+    out.append(status_el)
+    if conversation_el is not None:
+        out.append(E(IO, "ConversationId", text=conversation))
+    if not conversation or destination_id is None:
+        status_el.text = str(PROTOCOL_ERROR)
+        return out
+    destination = await mail_folder(ctx, destination_id)
+    if destination is None:
+        status_el.text = str(NOT_FOUND)
+        return out
+    collections = await ctx.runtime.state.list_collections(ctx.device.user, ctx.device.device_id)
+    folders = [
+        (str(c.collection_id), c.ref.backend_id)
+        for c in collections
+        if c.ref.kind is FolderKind.MAIL
+        and c.ref.backend_id != destination
+        and c.ref.folder_type not in _KEPT_TYPES
+    ]
+    store = ctx.mail_store()
+    mails = await conversation_mails(store, folders, conversation)
+    by_folder: dict[tuple[str, str], list[int]] = {}
+    for m in mails:
+        by_folder.setdefault((m.collection_id, m.folder), []).append(m.uid)
+    # Unlike MoveItems the device moves nothing itself: its next Syncs bring the Deletes
+    # and the Adds.
+    for (_collection_id, folder), uids in by_folder.items():
+        try:
+            await store.move(folder, uids, destination)
+        except MailboxNotFound:
+            continue
+        except MailError as e:
+            log.warn("conversation move from {f} failed: {e}", f=folder, e=e)
+            status_el.text = str(SERVER_ERROR)
+    log.info(
+        "conversation {c}: {n} mail(s) moved to {dst}",
+        c=conversation.hex(),
+        n=len(mails),
+        dst=destination,
+    )
+    return out
+
+
 async def _empty_folder(ctx: CommandContext, request: _Element) -> _Element:
     collection_id = _text(request.find(_q(ns.AIRSYNC, "CollectionId")))
     out = E(IO, "EmptyFolderContents")
@@ -485,12 +544,7 @@ async def handle(ctx: CommandContext, request: _Element | None) -> CommandResult
         elif name == "EmptyFolderContents":
             response.append(await _empty_folder(ctx, op))
         elif name == "Move":
-            # Conversation moves (14.0+, 2.2.3.117.1) are not offered: say so per operation.
-            move = E(IO, "Move", E(IO, "Status", text=ACTION_NOT_SUPPORTED))
-            conversation = op.find(_q(IO, "ConversationId"))
-            if conversation is not None:
-                move.append(E(IO, "ConversationId", text=opaque(conversation)))
-            response.append(move)
+            response.append(await _move_conversation(ctx, op))
         else:
             raise EasStatusError(PROTOCOL_ERROR, message=f"unknown ItemOperations child {name}")
     root = E(IO, "ItemOperations", E(IO, "Status", text=SUCCESS), response)

@@ -19,6 +19,8 @@ keeps none.
 Statuses (2.2.3.177.13): Search Status 1 (or 3 for a request we cannot read); per Store
 1 success, 2 invalid request, 3 server error (the directory failed), 8 query too complex
 (``Or``, ``EqualTo`` or unknown conditions), 11 FolderSync required (unknown CollectionId).
+A ``ConversationId`` condition (14.0+) finds the mails of one conversation
+(``opush.commands.conversations``), in the given collection or in every mail folder.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from lxml.etree import _Element
 from opush.backends.interfaces import Folder, MailboxNotFound, MessageSummary, SearchQuery
 from opush.backends.ldap import DirectoryEntry, DirectoryUnavailable, directory_for
 from opush.commands.context import CommandContext, CommandResult
+from opush.commands.conversations import conversation_mails
 from opush.commands.itemoperations import (
     MailItemId,
     collection_of,
@@ -44,7 +47,7 @@ from opush.content.email import parse_options
 from opush.http.errors import EasStatusError
 from opush.log import logger
 from opush.storage.interfaces import FolderKind
-from opush.wbxml import E, ns
+from opush.wbxml import E, ns, opaque
 
 log = logger("opush.commands.search")
 
@@ -113,6 +116,8 @@ class MailboxQuery:
     after: datetime | None = None  # DateReceived > after
     before: datetime | None = None  # DateReceived < before
     classes: tuple[str, ...] = ()
+    #: 14.0+ ConversationId (MS-ASCMD 2.2.3.35.2): the mails of one conversation.
+    conversation: bytes | None = None
 
 
 def parse_mailbox_query(query: _Element) -> MailboxQuery:
@@ -122,9 +127,10 @@ def parse_mailbox_query(query: _Element) -> MailboxQuery:
     free_text: list[str] = []
     after: datetime | None = None
     before: datetime | None = None
+    conversation: bytes | None = None
 
     def visit(el: _Element) -> None:
-        nonlocal after, before
+        nonlocal after, before, conversation
         for child in el:
             name = _local(child)
             if name == "And":
@@ -149,7 +155,11 @@ def parse_mailbox_query(query: _Element) -> MailboxQuery:
                     after = when if after is None else max(after, when)
                 else:
                     before = when if before is None else min(before, when)
-            elif name in ("Or", "EqualTo", "ConversationId"):
+            elif name == "ConversationId":
+                conversation = opaque(child)
+                if not conversation:
+                    raise _Invalid(INVALID_REQUEST, "empty ConversationId")
+            elif name in ("Or", "EqualTo"):
                 raise _Invalid(TOO_COMPLEX, f"{name} is not supported")
             else:
                 raise _Invalid(INVALID_REQUEST, f"unexpected {name} in the query")
@@ -161,6 +171,7 @@ def parse_mailbox_query(query: _Element) -> MailboxQuery:
         after=after,
         before=before,
         classes=tuple(classes),
+        conversation=conversation,
     )
 
 
@@ -229,6 +240,14 @@ async def search_mailbox(ctx: CommandContext, query: MailboxQuery, deep: bool) -
     if not folders:
         return []
     store = ctx.mail_store()
+    if query.conversation is not None:
+        mails = await conversation_mails(store, folders, query.conversation)
+        return [
+            _Hit(m.collection_id, m.folder, m.uid, m.received)
+            for m in mails
+            if (query.after is None or (m.received is not None and m.received > query.after))
+            and (query.before is None or (m.received is not None and m.received < query.before))
+        ]
     found = await store.search_folders([f for _, f in folders], imap_query(query))
     exact = query.after is not None or query.before is not None or len(folders) > 1
     hits: list[_Hit] = []

@@ -638,11 +638,21 @@ class ImapMailStore:
             criteria += [b"SINCE", p.format_search_date(query.since).encode()]
         if query.before is not None:
             criteria += [b"BEFORE", p.format_search_date(query.before).encode()]
+        utf8 = False
         if query.text:
             arg = _string_arg(query.text)
-            if isinstance(arg, Literal):
-                args.append(b"CHARSET UTF-8")
+            utf8 = utf8 or isinstance(arg, Literal)
             criteria += [b"TEXT", arg]
+        if query.subject:
+            arg = _string_arg(query.subject)
+            utf8 = utf8 or isinstance(arg, Literal)
+            criteria += [b"SUBJECT", arg]
+        if query.thread:
+            msgid = _string_arg(query.thread)
+            criteria += [b"OR OR HEADER MESSAGE-ID", msgid, b"HEADER REFERENCES", msgid]
+            criteria += [b"HEADER IN-REPLY-TO", msgid]
+        if utf8:
+            args.append(b"CHARSET UTF-8")
         result = check(await conn.command(*args, *(criteria or [b"ALL"])), "UID SEARCH")
         uids: set[int] = set()
         for r in result.of_kind("SEARCH"):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
-import hashlib
 import quopri
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +27,7 @@ import attrs
 
 from opush.content.email import htmltext
 from opush.content.email.charsets import codec_for, codepage, decode_bytes
+from opush.content.email.conversations import conversation_id
 from opush.content.email.filereference import MessageRef, file_reference
 from opush.content.email.headers import (
     HeaderView,
@@ -561,21 +561,6 @@ def _date(headers: HeaderView, internaldate: datetime | None) -> datetime:
         if parsed is not None:
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return EPOCH
-
-
-_MSGID = re.compile(r"<[^<>\s]+>")
-
-
-def conversation_id(headers: HeaderView) -> bytes:
-    """16 bytes shared by a thread (MS-ASCON 2.2.2.3): hash of the thread's first Message-ID."""
-    for name in ("references", "in-reply-to", "message-id"):
-        raw = headers.raw(name)
-        if raw:
-            ids = _MSGID.findall(raw)
-            if ids:
-                return hashlib.md5(ids[0].encode("utf-8", "surrogateescape")).digest()
-    topic = thread_topic(headers.text("subject") or "")
-    return hashlib.md5(topic.encode("utf-8")).digest()
 
 
 def conversation_index(when: datetime) -> bytes:

@@ -500,3 +500,93 @@ async def test_an_edited_draft_can_be_fetched_and_moved_16(
         imap.select("Drafts", readonly=True)
         _, left = imap.uid("SEARCH", None, "UNDELETED")
         assert not (left[0] or b"").split()
+
+
+def _thread_message(to: str, subject: str, msgid: str, refs: str = "") -> bytes:
+    headers = f"References: {refs}\r\nIn-Reply-To: {refs.split()[-1]}\r\n" if refs else ""
+    return (
+        f"From: Bob <bob@example.org>\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        f"Date: Mon, 02 Nov 2026 10:00:00 +0000\r\nMessage-ID: {msgid}\r\n{headers}"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nbody\r\n"
+    ).encode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_conversation_search_and_move(
+    syncserver: SyncServer, dovecot: LocalServices, fresh_user: str
+) -> None:
+    """A ConversationId from a synced mail finds the whole thread across folders (Search,
+    MS-ASCMD 2.2.3.35.2), also after a restart (nothing remembered), and ItemOperations
+    Move (2.2.3.117.1) moves it, leaving Sent Items alone."""
+    from opush.content.email.conversations import THREADS
+
+    root = "<root-1@example.org>"
+    with dovecot.imap(fresh_user) as imap:
+        imap.create('"Archive"')
+        imap.subscribe('"Archive"')
+    inbox_mails = [
+        _thread_message(fresh_user, "Plan", root),
+        _thread_message(fresh_user, "Re: Plan", "<r2@example.org>", root),
+        _thread_message(fresh_user, "Other", "<other@example.org>"),
+    ]
+    archived = _thread_message(fresh_user, "Re: Plan", "<r3@x.org>", f"{root} <r2@example.org>")
+    sent = _thread_message("bob@example.org", "Re: Plan", "<r4@example.org>", root)
+    multiappend(dovecot.host, dovecot.imap_port, fresh_user, "INBOX", inbox_mails)
+    multiappend(dovecot.host, dovecot.imap_port, fresh_user, "Archive", [archived])
+    multiappend(dovecot.host, dovecot.imap_port, fresh_user, "Sent", [sent])
+    dev = EasDevice(syncserver.host, fresh_user, "CONV1", "14.1")
+    await blocking(dev.provision)
+    fh = ns.FOLDERHIERARCHY
+    folder_sync = E(fh, "FolderSync", E(fh, "SyncKey", text="0"))
+    listing = decode((await blocking(lambda: dev.post("FolderSync", folder_sync))).content)
+    ids = {
+        a.findtext(f"{{{fh}}}DisplayName"): int(a.findtext(f"{{{fh}}}ServerId") or 0)
+        for a in listing.iter(f"{{{fh}}}Add")
+    }
+    inbox, archive = ids["Inbox"], ids["Archive"]
+    k = (await blocking(lambda: dev.sync(inbox, "0"))).sync_key or ""
+    first = await blocking(lambda: dev.sync(inbox, k))
+    conv = next(
+        add.find(f"{{{A}}}ApplicationData/{{{ns.EMAIL2}}}ConversationId")
+        for add in first.of("Add")
+        if add.findtext(f"{{{A}}}ApplicationData/{{{ns.EMAIL}}}Subject") == "Plan"
+    )
+    assert conv is not None
+    s = ns.SEARCH
+
+    def search() -> list[str]:
+        query = E(s, "Search", E(s, "Store", E(s, "Name", text="Mailbox"),
+                  E(s, "Query", E(s, "And", E(A, "Class", text="Email"), _conversation(s, conv))),
+                  E(s, "Options", E(s, "Range", text="0-9"))))  # fmt: skip
+        answer = decode(dev.post("Search", query).content)
+        return sorted(
+            r.findtext(f"{{{s}}}Properties/{{{ns.EMAIL}}}Subject") or ""
+            for r in answer.iter(f"{{{s}}}Result")
+            if r.find(f"{{{s}}}Properties") is not None
+        )
+
+    assert await blocking(search) == ["Plan", "Re: Plan", "Re: Plan", "Re: Plan"]
+    THREADS._threads.clear()  # as after a restart: the thread is found among recent mail
+    assert await blocking(search) == ["Plan", "Re: Plan", "Re: Plan", "Re: Plan"]
+
+    io = ns.ITEMOPERATIONS
+    move = E(io, "ItemOperations", E(io, "Move", _conversation(io, conv),
+             E(io, "DstFldId", text=archive), E(io, "Options", E(io, "MoveAlways"))))  # fmt: skip
+    answer = decode((await blocking(lambda: dev.post("ItemOperations", move))).content)
+    assert answer.findtext(f".//{{{io}}}Move/{{{io}}}Status") == "1"
+    with dovecot.imap(fresh_user) as imap:
+        counts = {}
+        for folder in ("INBOX", "Archive", "Sent"):
+            imap.select(f'"{folder}"', readonly=True)
+            _, data = imap.uid("SEARCH", None, "UNDELETED")
+            counts[folder] = len((data[0] or b"").split())
+    assert counts == {"INBOX": 1, "Archive": 3, "Sent": 1}
+
+
+def _conversation(namespace: str, conv: Any) -> Any:
+    """The Email2:ConversationId a device got, as another code page's ConversationId."""
+    from opush.wbxml import opaque, set_opaque
+
+    el = E(namespace, "ConversationId")
+    set_opaque(el, opaque(conv))
+    return el

@@ -419,3 +419,24 @@ async def test_reused_session_sees_mail_delivered_meanwhile(
         changes = await store.changes_since("INBOX", start.point)
         assert [m.uid for m in changes.changed] == [2, 3]
         assert await store.search("INBOX", SearchQuery(text="third")) == [3]
+
+
+@pytest_twisted.ensureDeferred
+async def test_thread_and_subject_search(fresh_user: str, mail_server: MailServer) -> None:
+    """SearchQuery.thread (a Message-ID in Message-ID, References or In-Reply-To) and
+    .subject: what conversation searches rely on, on every server."""
+    async with mailbox(mail_server, fresh_user) as store:
+        mails = [
+            b"Message-ID: <root@x.org>\r\nSubject: Plan\r\n\r\nA\r\n",
+            b"Message-ID: <r1@x.org>\r\nIn-Reply-To: <root@x.org>\r\n"
+            b"Subject: Re: Plan\r\n\r\nB\r\n",
+            b"Message-ID: <r2@x.org>\r\nReferences: <root@x.org> <r1@x.org>\r\n"
+            b"Subject: Re: Plan\r\n\r\nC\r\n",
+            b"Message-ID: <other@x.org>\r\nSubject: Budget d\xc3\xa9jeuner\r\n\r\nD\r\n",
+        ]
+        for m in mails:
+            await store.append("INBOX", m)
+        assert await store.search("INBOX", SearchQuery(thread="<root@x.org>")) == [1, 2, 3]
+        assert await store.search("INBOX", SearchQuery(thread="<r1@x.org>")) == [2, 3]
+        assert await store.search("INBOX", SearchQuery(subject="Plan")) == [1, 2, 3]
+        assert await store.search("INBOX", SearchQuery(subject="Budget")) == [4]
