@@ -88,6 +88,8 @@ async def handle(ctx: CommandContext, request: _Element | None) -> CommandResult
             out.append(_response(NOT_PRIMED, cid_text, item_class, None, ctx.version))
             continue
         source = source_for(ctx.runtime, ctx.credentials, collection)
+        if filter_type is not None and hasattr(source, "filter_type"):
+            source.filter_type = filter_type  # Tasks FilterType 8 (MS-ASCMD 2.2.3.69.2)
         estimate = await pending_estimate(
             ctx.runtime.state, user, device_id, int(cid_text), key, source, now, filter_type
         )

@@ -366,6 +366,8 @@ async def _sync_one(
     if collection is None:
         return engine.status_outcome(req, HIERARCHY_CHANGED, item_class)
     source = source_for(ctx.runtime, ctx.credentials, collection)
+    if req.options is not None and hasattr(source, "filter_type"):
+        source.filter_type = req.filter_type or 0  # Tasks FilterType 8 (MS-ASCMD 2.2.3.69.2)
     try:
         return await engine.sync(req, source, parent)
     except MailboxNotFound:

@@ -26,6 +26,8 @@ async def estimate(
     if collection is None:
         return None
     source = source_for(runtime, credentials, collection)
+    if filter_type is not None and hasattr(source, "filter_type"):
+        source.filter_type = filter_type  # Tasks FilterType 8 (MS-ASCMD 2.2.3.69.2)
     now = datetime.fromtimestamp(runtime.clock.seconds(), UTC)
     return await pending_estimate(
         runtime.state, user, device_id, collection_id, sync_key, source, now, filter_type

@@ -19,6 +19,7 @@ from twisted.web.client import HTTPConnectionPool
 from opush.backends.dav.client import DavClient
 from opush.backends.dav.meetings import DavMeetingResponses
 from opush.backends.dav.sources import DavCalendarSource, DavContactsSource, DavFolderSource
+from opush.backends.dav.tasks import DavTaskFolderSource, DavTaskSource
 from opush.backends.interfaces import Credentials
 from opush.log import logger
 from opush.push.hub import Emit, Hint
@@ -88,6 +89,8 @@ class DavPoller:
             c.href: c.sync_token or c.ctag
             for c in await self.client.collections()
             if c.kind == dav_kind
+            # Task lists: the calendars that hold VTODOs (opush.backends.dav.tasks).
+            and (self.kind is not FolderKind.TASKS or not c.components or "VTODO" in c.components)
         }
 
     async def start(self) -> None:
@@ -163,6 +166,27 @@ def dav_services(accounts: DavAccounts) -> dict[str, Any]:
     def calendar_folders(runtime: Any, credentials: Credentials) -> Any:
         return DavFolderSource(accounts.client(credentials), FolderKind.CALENDAR)
 
+    def task_items(runtime: Any, credentials: Credentials, collection: Collection) -> Any:
+        return DavTaskSource(
+            accounts.client(credentials),
+            credentials,
+            collection.ref.backend_id,
+            collection.collection_id,
+            runtime.state,
+        )
+
+    def task_folders(runtime: Any, credentials: Credentials) -> Any:
+        return DavTaskFolderSource(accounts.client(credentials))
+
+    def tasks_poller(
+        hub: Any,
+        credentials: Credentials,
+        folders: frozenset[str],
+        emit: Emit,
+        lost: Callable[[], None],
+    ) -> DavPoller:
+        return DavPoller(FolderKind.TASKS, accounts.client(credentials), hub, folders, emit, lost)
+
     def calendar_poller(
         hub: Any,
         credentials: Credentials,
@@ -186,11 +210,16 @@ def dav_services(accounts: DavAccounts) -> dict[str, Any]:
         )
 
     return {
-        "sync_sources": {FolderKind.CONTACTS: contact_items, FolderKind.CALENDAR: calendar_items},
-        "folder_sources": [calendar_folders, contact_folders],
+        "sync_sources": {
+            FolderKind.CONTACTS: contact_items,
+            FolderKind.CALENDAR: calendar_items,
+            FolderKind.TASKS: task_items,
+        },
+        "folder_sources": [calendar_folders, contact_folders, task_folders],
         "push_sources": {
             FolderKind.CONTACTS: contacts_poller,
             FolderKind.CALENDAR: calendar_poller,
+            FolderKind.TASKS: tasks_poller,
         },
         "meeting_responses": DavMeetingResponses(accounts),
         "dav_accounts": accounts,

@@ -237,8 +237,11 @@ class DavClient:
             )
         return out
 
-    async def make_collection(self, name: str, kind: str, display_name: str) -> str:
-        """Extended MKCOL (RFC 5689) of a calendar or address book under the home."""
+    async def make_collection(
+        self, name: str, kind: str, display_name: str, components: Sequence[str] = ("VEVENT",)
+    ) -> str:
+        """Extended MKCOL (RFC 5689) of a calendar (holding ``components``) or address book
+        under the home."""
         href = f"{self.home}{name}/"
         mk = etree.Element(_q(DAV, "mkcol"), nsmap={"d": DAV, "c": CALDAV, "a": CARDDAV})
         p = etree.SubElement(etree.SubElement(mk, _q(DAV, "set")), _q(DAV, "prop"))
@@ -247,7 +250,8 @@ class DavClient:
         if kind == "calendar":
             etree.SubElement(rtype, _q(CALDAV, "calendar"))
             comps = etree.SubElement(p, _q(CALDAV, "supported-calendar-component-set"))
-            etree.SubElement(comps, _q(CALDAV, "comp"), name="VEVENT")
+            for comp in components:
+                etree.SubElement(comps, _q(CALDAV, "comp"), name=comp)
         else:
             etree.SubElement(rtype, _q(CARDDAV, "addressbook"))
         etree.SubElement(p, _q(DAV, "displayname")).text = display_name

@@ -377,15 +377,21 @@ class DavCalendarSource(DavContactsSource):
         self._cards = {k: v for k, v in self._cards.items() if k not in changed}
         await self._fetch(changed)
         items: list[SourceItem] = []
+        tasks: set[str] = set()
         for item_id in changed:
             resource = self._cards.get(item_id)
             event = ical.parse_event(resource.data) if resource and resource.data else None
-            if event is None or event.recurrence is not None:
+            if event is None and resource and resource.data and "BEGIN:VTODO" in resource.data:
+                tasks.add(item_id)  # a calendar holding tasks too: they are in Tasks folders
+            elif event is None or event.recurrence is not None:
                 items.append(SourceItem(item_id))
             else:
                 items.append(SourceItem(item_id, event.end))
         return SourceChanges(
-            cursor=new, changed=tuple(items), gone=frozenset(gone), complete=complete
+            cursor=new,
+            changed=tuple(items),
+            gone=frozenset(gone) if complete else frozenset(gone | tasks),
+            complete=complete,
         )
 
     async def _fetch(self, item_ids: Sequence[str]) -> None:
