@@ -153,6 +153,8 @@ class SpecialUse(enum.Enum):
     ARCHIVE = "\\Archive"
     ALL = "\\All"
     FLAGGED = "\\Flagged"
+    #: Not an RFC 6154 attribute: the folder mail_conf.ini imap.mailbox.notes names.
+    NOTES = "\\X-Notes"
 
 
 @attrs.frozen

@@ -433,8 +433,9 @@ def _descendants(folders: Sequence[Folder], parent: str) -> list[str]:
 # --------------------------------------------------------------------------- Move (conversation)
 
 #: Folders a conversation Move leaves alone, as Exchange does: what was sent and what was
-#: deleted stay where they are (FolderHierarchy types, MS-ASCMD 2.2.3.186.3).
-_KEPT_TYPES = (4, 5)
+#: deleted stay where they are, and notes are no mail (FolderHierarchy types, MS-ASCMD
+#: 2.2.3.186.3).
+_KEPT_TYPES = (4, 5, 10)
 
 
 async def _move_conversation(ctx: CommandContext, request: _Element) -> _Element:

@@ -47,6 +47,7 @@ from opush.content.email import parse_options
 from opush.http.errors import EasStatusError
 from opush.log import logger
 from opush.storage.interfaces import FolderKind
+from opush.sync.sources import NOTES_TYPE
 from opush.wbxml import E, ns, opaque
 
 log = logger("opush.commands.search")
@@ -202,7 +203,7 @@ async def _search_folders(
         return [
             (str(c.collection_id), c.ref.backend_id)
             for c in collections
-            if c.ref.kind is FolderKind.MAIL
+            if c.ref.kind is FolderKind.MAIL and c.ref.folder_type != NOTES_TYPE
         ]
     out: list[tuple[str, str]] = []
     for collection_id in query.collection_ids:

@@ -523,6 +523,13 @@ class MailSection:
     imap_mailbox_trash: str = key(
         "imap.mailbox.trash", STRING, "Trash", "IMAP folder of the ActiveSync Deleted folder."
     )
+    imap_mailbox_notes: str = key(
+        "imap.mailbox.notes",
+        STRING,
+        "Notes",
+        "opush addition. IMAP folder shown as the ActiveSync Notes folder (14.0+), one message "
+        "per note as Apple Notes and other IMAP clients keep them. Not shown when absent.",
+    )
     imap_mailbox_name_check_policy: NameCheckPolicy = key(
         "imap.mailbox.nameCheckPolicy",
         choice(NameCheckPolicy),

@@ -31,6 +31,7 @@ def mail_backend(config: Config, reactor: Any, settings: ImapSettings) -> ImapMa
         drafts=mail.imap_mailbox_draft,
         sent=mail.imap_mailbox_sent,
         trash=mail.imap_mailbox_trash,
+        notes=mail.imap_mailbox_notes,
         expunge_policy=ExpungePolicy(mail.imap_expunge_policy.value),
     )
 

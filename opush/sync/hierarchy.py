@@ -412,6 +412,7 @@ _MAIL_TYPES: Mapping[SpecialUse, FolderType] = {
     SpecialUse.DRAFTS: FolderType.DRAFTS,
     SpecialUse.TRASH: FolderType.DELETED_ITEMS,
     SpecialUse.SENT: FolderType.SENT_ITEMS,
+    SpecialUse.NOTES: FolderType.NOTES,
 }
 
 

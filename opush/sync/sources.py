@@ -19,6 +19,7 @@ from opush.sync.interfaces import ClientChangeResult, Json, RenderRequest, Sourc
 
 #: EAS FolderHierarchy Type 3 = Drafts (MS-ASCMD 2.2.3.186.3).
 DRAFTS_TYPE = 3
+NOTES_TYPE = 10  # FolderHierarchy Type of the Notes folder (MS-ASCMD 2.2.3.186.3)
 
 #: EAS Class per kind (MS-ASCMD 2.2.3.27.6).
 CLASSES = {
@@ -66,6 +67,12 @@ def mail_source(runtime: Runtime, credentials: Credentials, collection: Collecti
     if runtime.mail is None:
         raise RuntimeError("no mail backend configured")
     ref = collection.ref
+    if ref.folder_type == NOTES_TYPE:
+        from opush.backends.notes import NoteItemSource
+
+        return NoteItemSource(
+            runtime.mail.store(credentials), ref.backend_id, from_address=credentials.user.email
+        )
     return MailItemSource(
         runtime.mail.store(credentials),
         ref.backend_id,

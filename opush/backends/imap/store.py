@@ -161,6 +161,7 @@ class ImapMailBackend:
         drafts: str = "Drafts",
         sent: str = "Sent",
         trash: str = "Trash",
+        notes: str = "Notes",
         expunge_policy: ExpungePolicy = ExpungePolicy.ALWAYS,
         use_notify: bool = True,
         connector: Connector | None = None,
@@ -171,6 +172,7 @@ class ImapMailBackend:
             SpecialUse.DRAFTS: drafts,
             SpecialUse.SENT: sent,
             SpecialUse.TRASH: trash,
+            SpecialUse.NOTES: notes,
         }
         self.expunge_policy = expunge_policy
         self.use_notify = use_notify

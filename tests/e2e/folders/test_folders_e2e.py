@@ -103,6 +103,7 @@ def test_pyactivesync_lists_creates_renames_and_deletes_folders(
         "Drafts": (FolderType.DRAFTS, "0"),
         "Trash": (FolderType.DELETED_ITEMS, "0"),
         "Sent": (FolderType.SENT_ITEMS, "0"),
+        "Notes": (FolderType.NOTES, "0"),  # the IMAP Notes folder (mail_conf.ini default)
     }
     ids = {n: f.id for n, f in folders.items()}
 
@@ -133,7 +134,14 @@ def test_pyactivesync_lists_creates_renames_and_deletes_folders(
     c.delete_folder(created.id)
     listed, _ = imap_folders(dovecot, fresh_user)
     assert not {n for n in listed if "Archives" in n}
-    assert {f.name for f in c.list_folders()} == {"Inbox", "Drafts", "Trash", "Sent", "Clients"}
+    assert {f.name for f in c.list_folders()} == {
+        "Inbox",
+        "Drafts",
+        "Trash",
+        "Sent",
+        "Notes",
+        "Clients",
+    }
     assert {f.id for f in c.list_folders()} >= set(ids.values())
 
 
@@ -186,7 +194,7 @@ def test_libwbxml_encoded_requests(
     root = folder_sync(c, "0", version)
     assert status(root) == 1
     ids = mapping_of(libwbxml_changes(root))
-    assert set(ids) == {"Inbox", "Drafts", "Trash", "Sent"}
+    assert set(ids) == {"Inbox", "Drafts", "Trash", "Sent", "Notes"}
     key = libwbxml_text(root, "SyncKey") or ""
 
     def create(key: str, parent: str, name: str) -> _Element:
@@ -271,6 +279,7 @@ def test_special_folder_names_come_from_mail_conf(
             ("Drafts", FolderType.USER_GENERIC, False),
             ("Sent", FolderType.USER_GENERIC, False),
             ("Trash", FolderType.USER_GENERIC, False),
+            ("Notes", FolderType.NOTES, False),
         }
         with pytest.raises(StatusError):
             c.delete_folder(by_name["trash"].id)

@@ -590,3 +590,64 @@ def _conversation(namespace: str, conv: Any) -> Any:
     el = E(namespace, "ConversationId")
     set_opaque(el, opaque(conv))
     return el
+
+
+@pytest_twisted.ensureDeferred
+async def test_notes_folder_both_ways(
+    syncserver: SyncServer, dovecot: LocalServices, fresh_user: str
+) -> None:
+    """MS-ASNOTE over the IMAP Notes folder: a note Apple Notes stored reaches the device, the
+    device's Add is stored the Apple way, a Change keeps the ServerId and what it leaves out,
+    a Delete removes it; a 12.1 device gets no items from the folder."""
+    from opush.content.notes import Note, note_to_mime
+
+    mac_note = Note(subject="From the Mac", body="<p>hello</p>", html=True)
+    multiappend(
+        dovecot.host, dovecot.imap_port, fresh_user, "Notes", [note_to_mime(mac_note, None)]
+    )
+    dev = EasDevice(syncserver.host, fresh_user, "NOTES141", "14.1")
+    await blocking(dev.provision)
+    fh = ns.FOLDERHIERARCHY
+    folder_sync = E(fh, "FolderSync", E(fh, "SyncKey", text="0"))
+    listing = decode((await blocking(lambda: dev.post("FolderSync", folder_sync))).content)
+    notes = next(
+        int(a.findtext(f"{{{fh}}}ServerId") or 0)
+        for a in listing.iter(f"{{{fh}}}Add")
+        if a.findtext(f"{{{fh}}}Type") == "10"
+    )
+    N, B = ns.NOTES, ns.AIRSYNCBASE
+    k = (await blocking(lambda: dev.sync(notes, "0"))).sync_key or ""
+    first = await blocking(lambda: dev.sync(notes, k))
+    (add,) = first.of("Add")
+    assert add.findtext(f"{{{A}}}ApplicationData/{{{N}}}Subject") == "From the Mac"
+    assert add.findtext(f"{{{A}}}ApplicationData/{{{N}}}MessageClass") == "IPM.StickyNote"
+    assert add.findtext(f"{{{A}}}ApplicationData/{{{B}}}Body/{{{B}}}Data") == "hello"
+    new = E(A, "Add", E(A, "ClientId", text="n1"), E(A, "ApplicationData",
+            E(N, "Subject", text="Groceries"),
+            E(B, "Body", E(B, "Type", text=1), E(B, "Data", text="milk, eggs"))))  # fmt: skip
+    added = await blocking(lambda: dev.sync(notes, first.sync_key or "", commands=[new]))
+    sid = child_text(added.responses()[0], "ServerId") or ""
+    assert child_text(added.responses()[0], "Status") == "1"
+    edit = change_command(sid, E(N, "Subject", text="Shopping"))
+    changed = await blocking(lambda: dev.sync(notes, added.sync_key or "", commands=[edit]))
+    assert changed.status == 1 and not list(changed.commands())
+    with dovecot.imap(fresh_user) as imap:
+        imap.select("Notes", readonly=True)
+        _, data = imap.uid("SEARCH", None, "UNDELETED", "SUBJECT", '"Shopping"')
+        (uid,) = (data[0] or b"").split()
+        _, raw = imap.uid("FETCH", uid, "(BODY.PEEK[])")
+    body = raw[0][1]
+    assert b"com.apple.mail-note" in body and b"milk, eggs" in body
+    gone = await blocking(
+        lambda: dev.sync(notes, changed.sync_key or "", commands=[delete_command(sid)])
+    )
+    assert gone.status == 1
+    with dovecot.imap(fresh_user) as imap:
+        imap.select("Notes", readonly=True)
+        _, data = imap.uid("SEARCH", None, "UNDELETED")
+        assert len((data[0] or b"").split()) == 1  # the Mac's note stays
+    old = EasDevice(syncserver.host, fresh_user, "NOTES121", "12.1")
+    await blocking(old.provision)
+    await blocking(lambda: old.post("FolderSync", folder_sync))
+    k = (await blocking(lambda: old.sync(notes, "0"))).sync_key or ""
+    assert not (await blocking(lambda: old.sync(notes, k))).of("Add")

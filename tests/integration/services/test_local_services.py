@@ -110,7 +110,7 @@ def test_reset_mailbox_empties_and_removes_folders(dovecot: LocalServices, fresh
         _, folders = client.list()
         names = sorted(line.decode().rsplit('"/" ', 1)[1] for line in folders if line)
         _, status = client.status("INBOX", "(MESSAGES)")
-    assert names == ["Drafts", "INBOX", "Sent", "Trash"]
+    assert names == ["Drafts", "INBOX", "Notes", "Sent", "Trash"]
     assert b"(MESSAGES 0)" in status[0]
 
 
