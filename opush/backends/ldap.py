@@ -49,15 +49,27 @@ class DirectoryEntry:
     title: str | None = None
     company: str | None = None
     alias: str | None = None
+    #: jpegPhoto (RFC 2798), when the search asked for photos.
+    photo: bytes | None = None
+    #: DER X.509 certificates (userCertificate;binary, and those of userSMIMECertificate's
+    #: PKCS#7), when the search asked for certificates.
+    certificates: tuple[bytes, ...] = ()
 
 
 class Directory(Protocol):
     """Who is in the organization: the GAL store of Search and ResolveRecipients."""
 
     async def search(
-        self, user: UserIdentity, query: str, limit: int | None = None
+        self,
+        user: UserIdentity,
+        query: str,
+        limit: int | None = None,
+        *,
+        photos: bool = False,
+        certificates: bool = False,
     ) -> list[DirectoryEntry]:
-        """Entries matching `query` (prefix of name or address), at most `limit`."""
+        """Entries matching `query` (prefix of name or address), at most `limit`; with their
+        photo and S/MIME certificates only when asked (they are big)."""
         ...
 
 
@@ -166,6 +178,39 @@ def _attribute_map(entry: Any) -> dict[str, list[bytes | str]]:
     return out
 
 
+_PHOTO_ATTRIBUTES = ("jpegPhoto",)
+_CERTIFICATE_ATTRIBUTES = ("userCertificate;binary", "userSMIMECertificate")
+
+
+def _binary(attributes: Mapping[str, Iterable[bytes | str]], name: str) -> list[bytes]:
+    """Every value of ``name`` (``;binary`` or not) as bytes."""
+    wanted = name.lower().split(";")[0]
+    out: list[bytes] = []
+    for key, values in attributes.items():
+        if key.lower().split(";")[0] == wanted:
+            for value in values:
+                out.append(value if isinstance(value, bytes) else value.encode("latin-1"))
+    return out
+
+
+def _certificates(attributes: Mapping[str, Iterable[bytes | str]]) -> tuple[bytes, ...]:
+    from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
+
+    found: list[bytes] = [c for c in _binary(attributes, "userCertificate") if c]
+    for blob in _binary(attributes, "userSMIMECertificate"):
+        try:
+            found.extend(
+                c.public_bytes(Encoding.DER) for c in pkcs7.load_der_pkcs7_certificates(blob)
+            )
+        except ValueError:
+            continue  # not PKCS#7: nothing usable
+    unique: list[bytes] = []
+    for c in found:
+        if c not in unique:
+            unique.append(c)
+    return tuple(unique)
+
+
 def entry_from_attributes(attributes: Mapping[str, Iterable[bytes | str]]) -> DirectoryEntry:
     first = _first(attributes, "givenName")
     last = _first(attributes, "sn")
@@ -184,6 +229,8 @@ def entry_from_attributes(attributes: Mapping[str, Iterable[bytes | str]]) -> Di
         title=_first(attributes, "title"),
         company=_first(attributes, "o"),
         alias=_first(attributes, "uid"),
+        photo=next(iter(_binary(attributes, "jpegPhoto")), None) or None,
+        certificates=_certificates(attributes),
     )
 
 
@@ -195,7 +242,13 @@ class LdapDirectory:
         self.settings = settings
 
     async def search(
-        self, user: UserIdentity, query: str, limit: int | None = None
+        self,
+        user: UserIdentity,
+        query: str,
+        limit: int | None = None,
+        *,
+        photos: bool = False,
+        certificates: bool = False,
     ) -> list[DirectoryEntry]:
         from ldaptor.protocols import pureldap
         from ldaptor.protocols.ldap import ldapclient, ldaperrors, ldapsyntax
@@ -221,7 +274,11 @@ class LdapDirectory:
             entry = ldapsyntax.LDAPEntry(client, DistinguishedName(base))
             await entry.search(
                 filterText=filter_text,
-                attributes=list(_ATTRIBUTES),
+                attributes=[
+                    *_ATTRIBUTES,
+                    *(_PHOTO_ATTRIBUTES if photos else ()),
+                    *(_CERTIFICATE_ATTRIBUTES if certificates else ()),
+                ],
                 scope=pureldap.LDAP_SCOPE_wholeSubtree,
                 sizeLimit=max(0, size),
                 sizeLimitIsNonFatal=True,

@@ -24,6 +24,7 @@ from opush.backends.interfaces import MailboxNotFound
 from opush.backends.ldap import DirectoryEntry, DirectoryUnavailable, directory_for
 from opush.commands.context import CommandContext, CommandResult
 from opush.commands.itemoperations import MailItemId, mail_properties
+from opush.commands.pictures import Pictures
 from opush.commands.search import (
     MAX_RESULTS,
     MailboxQuery,
@@ -174,18 +175,18 @@ async def _gal(ctx: CommandContext, criterion: _Element, response: _Element) -> 
         raise _Invalid(INVALID_REQUEST, "GALSearchCriterion without a query")
     options = _child(criterion, "Options")
     start, end = parse_range(_text(_child(options, "Range")))
-    picture = _child(options, "Picture") is not None
+    pictures = Pictures.from_request(_child(options, "Picture"))
     directory = directory_for(ctx.runtime)
     entries: list[DirectoryEntry] = []
     if directory is not None:
         try:
-            entries = await directory.search(ctx.user, text)
+            entries = await directory.search(ctx.user, text, photos=pictures is not None)
         except DirectoryUnavailable as e:
             log.warn("GAL Find failed: {error}", error=e)
             raise _Invalid(INVALID_REQUEST, "directory unavailable") from e
     entries.sort(key=lambda e: (_sort_key(e.display_name or e.email or ""), e.email or ""))
     results = [
-        E(F, "Result", E(F, "Properties", *gal_properties(e, picture)))
+        E(F, "Result", E(F, "Properties", *gal_properties(e, pictures)))
         for e in entries[start : end + 1]
     ]
     _finish(response, results, start, len(entries))

@@ -7,10 +7,15 @@ Each ``To`` (a name or an address) is looked up in the directory (``opush.backen
   (default 19, MS-ASCMD 2.2.3.96);
 - none (or no directory configured): Status 4, RecipientCount 0.
 
-Recipients are Type 1 (GAL, 2.2.3.185.1).  We keep no certificates, free/busy or pictures, so
-when the device asks for them each recipient says so with the spec's statuses:
-Certificates Status 7 (no valid certificate, 2.2.3.177.14), Availability Status 163
-(availability failure, 2.2.2 common statuses), Picture Status 173 (no picture, 14.1+).
+Recipients are Type 1 (GAL, 2.2.3.185.1).  What the device may ask for each of them:
+
+- Certificates (CertificateRetrieval 2, full X.509): the directory's userCertificate;binary
+  and the certificates of userSMIMECertificate, at most MaxCertificates, Status 1; none:
+  Status 7 (no valid certificate, 2.2.3.177.14).  Mini certificates (3) are not produced:
+  Status 7.
+- Picture (14.1+): the directory's jpegPhoto within MaxSize/MaxPictures (per To),
+  ``opush.commands.pictures``.
+- Availability: no free/busy source, Status 163 (availability failure, 2.2.2 common statuses).
 Response Status values (2.2.3.177.14): 1 success, 2 ambiguous (suggestions), 4 not resolved;
 ResolveRecipients Status 5 protocol error (no To, more than 100), 6 server error (the
 directory failed).
@@ -18,10 +23,13 @@ directory failed).
 
 from __future__ import annotations
 
+import base64
+
 from lxml.etree import _Element
 
 from opush.backends.ldap import DirectoryEntry, DirectoryUnavailable, directory_for
 from opush.commands.context import CommandContext, CommandResult
+from opush.commands.pictures import Pictures
 from opush.http.errors import EasStatusError
 from opush.log import logger
 from opush.wbxml import E, ns
@@ -41,7 +49,6 @@ DEFAULT_MAX_AMBIGUOUS = 19
 TYPE_GAL = 1
 NO_VALID_CERTIFICATE = 7
 AVAILABILITY_FAILURE = 163
-NO_PICTURE = 173
 
 
 def _q(tag: str) -> str:
@@ -73,7 +80,11 @@ def choose(typed: str, entries: list[DirectoryEntry]) -> tuple[int, list[Directo
 
 
 def _recipient(
-    entry: DirectoryEntry, certificates: int, availability: bool, picture: bool
+    entry: DirectoryEntry,
+    certificates: int,
+    max_certificates: int | None,
+    availability: bool,
+    pictures: Pictures | None,
 ) -> _Element:
     out = E(
         R,
@@ -85,16 +96,18 @@ def _recipient(
     if availability:
         out.append(E(R, "Availability", E(R, "Status", text=AVAILABILITY_FAILURE)))
     if certificates in (2, 3):
-        out.append(
-            E(
-                R,
-                "Certificates",
-                E(R, "Status", text=NO_VALID_CERTIFICATE),
-                E(R, "CertificateCount", text=0),
-            )
-        )
-    if picture:
-        out.append(E(R, "Picture", E(R, "Status", text=NO_PICTURE)))
+        found = list(entry.certificates) if certificates == 2 else []
+        if max_certificates is not None:
+            found = found[:max_certificates]
+        certs = E(R, "Certificates")
+        certs.append(E(R, "Status", text=SUCCESS if found else NO_VALID_CERTIFICATE))
+        certs.append(E(R, "CertificateCount", text=len(found)))
+        for der in found:
+            # MS-ASCMD 2.2.3.23.1 Certificate: the X.509 BLOB, base64 text
+            certs.append(E(R, "Certificate", text=base64.b64encode(der).decode("ascii")))
+        out.append(certs)
+    if pictures is not None:
+        out.append(pictures.element(R, entry.photo))
     return out
 
 
@@ -112,16 +125,21 @@ async def handle(ctx: CommandContext, request: _Element | None) -> CommandResult
         else DEFAULT_MAX_AMBIGUOUS
     )
     availability = options is not None and options.find(_q("Availability")) is not None
-    picture = (
-        options is not None and options.find(_q("Picture")) is not None and ctx.version >= (14, 1)
-    )
+    picture_el = options.find(_q("Picture")) if options is not None else None
+    wants_pictures = picture_el is not None and ctx.version >= (14, 1)
+    max_certificates = _int(options.find(_q("MaxCertificates")), -1) if options is not None else -1
     directory = directory_for(ctx.runtime)
     root = E(R, "ResolveRecipients", E(R, "Status", text=SUCCESS))
     for text in typed:
         entries: list[DirectoryEntry] = []
         if directory is not None:
             try:
-                entries = await directory.search(ctx.user, text)
+                entries = await directory.search(
+                    ctx.user,
+                    text,
+                    photos=wants_pictures,
+                    certificates=certificates == 2,
+                )
             except DirectoryUnavailable as e:
                 log.warn("ResolveRecipients lookup failed: {error}", error=e)
                 raise EasStatusError(SERVER_ERROR, message=str(e), level="warn") from None
@@ -130,7 +148,17 @@ async def handle(ctx: CommandContext, request: _Element | None) -> CommandResult
             found = found[: max(0, max_ambiguous)]
         response = E(R, "Response", E(R, "To", text=text), E(R, "Status", text=status))
         response.append(E(R, "RecipientCount", text=len(found)))
+        # MaxPictures counts per To (MS-ASCMD 2.2.3.104.2).
+        pictures = Pictures.from_request(picture_el) if wants_pictures else None
         for entry in found:
-            response.append(_recipient(entry, certificates, availability, picture))
+            response.append(
+                _recipient(
+                    entry,
+                    certificates,
+                    max_certificates if max_certificates >= 0 else None,
+                    availability,
+                    pictures,
+                )
+            )
         root.append(response)
     return CommandResult.wbxml(root)

@@ -13,8 +13,8 @@ by one day each side and the exact DateReceived bound is applied on INTERNALDATE
 GAL (2.2.3.142.2 Query is the text typed): ``opush.backends.ldap`` when ldap_conf.ini has a
 URL; without a directory the store answers the spec's empty result (Status 1, no ``Result``,
 2.2.3.155.3; a Mailbox search without match has one empty ``Result``, same section).
-``Picture`` (14.1+) is answered per result with gal:Status 173 (no picture): the directory
-keeps none.
+``Picture`` (14.1+): the directory's jpegPhoto per result, within MaxSize/MaxPictures
+(``opush.commands.pictures``).
 
 Statuses (2.2.3.177.13): Search Status 1 (or 3 for a request we cannot read); per Store
 1 success, 2 invalid request, 3 server error (the directory failed), 8 query too complex
@@ -43,6 +43,7 @@ from opush.commands.itemoperations import (
     mail_folder,
     mail_properties,
 )
+from opush.commands.pictures import Pictures
 from opush.content.email import parse_options
 from opush.http.errors import EasStatusError
 from opush.log import logger
@@ -63,7 +64,6 @@ FOLDER_SYNC_REQUIRED = 11
 MAX_RESULTS = 100  # Mailbox and GAL (MS-ASCMD 2.2.3.143.3)
 #: Candidates whose INTERNALDATE is read to order and bound results, per folder (newest uids).
 MAX_CANDIDATES = 2000
-NO_PICTURE = 173
 
 
 class _Invalid(Exception):
@@ -332,7 +332,7 @@ def _sort_key(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
-def gal_properties(entry: DirectoryEntry, picture: bool) -> list[_Element]:
+def gal_properties(entry: DirectoryEntry, pictures: Pictures | None) -> list[_Element]:
     g = ns.GAL
     fields = (
         ("DisplayName", entry.display_name or entry.email),
@@ -348,8 +348,8 @@ def gal_properties(entry: DirectoryEntry, picture: bool) -> list[_Element]:
         ("EmailAddress", entry.email),
     )
     out = [E(g, tag, text=value) for tag, value in fields if value]
-    if picture:
-        out.append(E(g, "Picture", E(g, "Status", text=NO_PICTURE)))
+    if pictures is not None:
+        out.append(pictures.element(g, entry.photo))
     return out
 
 
@@ -359,22 +359,22 @@ async def _gal_store(ctx: CommandContext, store_el: _Element, out: _Element) -> 
         raise _Invalid(INVALID_REQUEST, "GAL search without a query")
     options = store_el.find(_q(S, "Options"))
     start, end = parse_range(_text(options.find(_q(S, "Range"))) if options is not None else None)
-    picture = (
-        options is not None
-        and options.find(_q(S, "Picture")) is not None
-        and ctx.version >= (14, 1)
+    pictures = (
+        Pictures.from_request(options.find(_q(S, "Picture")))
+        if options is not None and ctx.version >= (14, 1)
+        else None
     )
     directory = directory_for(ctx.runtime)
     entries: list[DirectoryEntry] = []
     if directory is not None:
         try:
-            entries = await directory.search(ctx.user, text)
+            entries = await directory.search(ctx.user, text, photos=pictures is not None)
         except DirectoryUnavailable as e:
             log.warn("GAL search failed: {error}", error=e)
             return SERVER_ERROR
     entries.sort(key=lambda e: (_sort_key(e.display_name or e.email or ""), e.email or ""))
     page = entries[start : end + 1]
-    results = [E(S, "Result", E(S, "Properties", *gal_properties(e, picture))) for e in page]
+    results = [E(S, "Result", E(S, "Properties", *gal_properties(e, pictures))) for e in page]
     _finish(out, results, start, len(entries), mailbox=False)
     return SUCCESS
 

@@ -109,3 +109,47 @@ def test_directory_from_config() -> None:
     assert isinstance(found, LdapDirectory) and found.settings.limit == 20
     assert directory_for(configured) is found  # built once
     assert directory_for(runtime(None)) is None
+
+
+@pytest.fixture
+def photo_person(slapd: LocalServices) -> Any:
+    """A directory entry with a jpegPhoto and a userSMIMECertificate (PKCS#7, RFC 2798),
+    removed afterwards."""
+    import base64
+    import subprocess
+    import uuid
+
+    from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
+
+    from tests.support.pki import Authority, der
+
+    cert = Authority().signer("photo@example.org")
+    bundle = pkcs7.serialize_certificates([cert], Encoding.DER)
+    photo = b"\xff\xd8\xff\xe0" + uuid.uuid4().bytes
+    cn = f"Photo Person {uuid.uuid4().hex[:6]}"
+    dn = f"cn={cn},{slapd.ldap_users_base}"
+    ldif = (
+        f"dn: {dn}\nobjectClass: inetOrgPerson\ncn: {cn}\nsn: Zphoto\n"
+        f"mail: photo-{cn[-6:]}@example.org\n"
+        f"jpegPhoto:: {base64.b64encode(photo).decode()}\n"
+        f"userSMIMECertificate:: {base64.b64encode(bundle).decode()}\n"
+    )
+    auth = ["-x", "-H", slapd.ldap_url, "-D", slapd.ldap_admin_dn, "-w", slapd.ldap_admin_password]
+    subprocess.run(["ldapadd", *auth], input=ldif.encode(), check=True, capture_output=True)
+    yield photo, der(cert)
+    subprocess.run(["ldapdelete", *auth, dn], check=False, capture_output=True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_photos_and_certificates_only_when_asked(
+    slapd: LocalServices, photo_person: Any
+) -> None:
+    """jpegPhoto and the certificates of userSMIMECertificate come back when the search asks
+    for them (GAL pictures, ResolveRecipients certificates), not otherwise."""
+    photo, cert = photo_person
+    d = directory(slapd)
+    (plain,) = await d.search(ALICE, "Zphoto")
+    assert plain.photo is None and plain.certificates == ()
+    (full,) = await d.search(ALICE, "Zphoto", photos=True, certificates=True)
+    assert full.photo == photo
+    assert full.certificates == (cert,)

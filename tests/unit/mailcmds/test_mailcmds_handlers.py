@@ -367,7 +367,7 @@ class FakeDirectory:
         self.fail = fail
         self.queries: list[str] = []
 
-    async def search(self, user: Any, query: str, limit: int | None = None) -> list[Any]:
+    async def search(self, user: Any, query: str, limit: int | None = None, **_: Any) -> list[Any]:
         self.queries.append(query)
         if self.fail:
             raise DirectoryUnavailable("down")
@@ -474,3 +474,56 @@ async def test_resolve_recipients(mail: FakeMail, collections: FakeCollections) 
     with pytest.raises(Exception) as err:
         await resolverecipients.handle(none, resolve())
     assert getattr(err.value, "status", None) == 5
+
+
+@pytest_twisted.ensureDeferred
+async def test_gal_pictures_and_certificates(mail: FakeMail, collections: FakeCollections) -> None:
+    """Photos within MaxSize/MaxPictures (Status 1/173/174/175, MS-ASCMD 2.2.3.104), and the
+    S/MIME certificates ResolveRecipients hands out (CertificateRetrieval 2)."""
+    import base64
+
+    from opush.commands import resolverecipients
+    from opush.wbxml import opaque
+
+    people = [
+        DirectoryEntry("a1@example.org", "Ann A", photo=b"\xff\xd8small"),
+        DirectoryEntry("a2@example.org", "Ben B", photo=b"\xff\xd8" + b"x" * 500),
+        DirectoryEntry("a3@example.org", "Bea C"),
+        DirectoryEntry(
+            "a4@example.org", "Bob D", photo=b"\xff\xd8again", certificates=(b"0\x82cert",)
+        ),
+    ]
+    ctx = command_context(
+        "Search", mail, collections, version=(14, 1), directory=FakeDirectory(people)
+    )
+    picture = E(s, "Picture", E(s, "MaxSize", text=100), E(s, "MaxPictures", text=1))
+    tree = await run_search(ctx, gal_search("a", picture))
+    statuses = {
+        r.findtext("s:Properties/g:EmailAddress", namespaces=NS): r.findtext(
+            "s:Properties/g:Picture/g:Status", namespaces=NS
+        )
+        for r in tree.iterfind("s:Response/s:Store/s:Result", NS)
+    }
+    assert statuses == {
+        "a1@example.org": "1",  # first photo within the size
+        "a3@example.org": "173",  # none
+        "a2@example.org": "174",  # too large
+        "a4@example.org": "175",  # MaxPictures reached
+    }
+    data = tree.find("s:Response/s:Store/s:Result/s:Properties/g:Picture/g:Data", NS)
+    assert data is not None and opaque(data) == b"\xff\xd8small"
+
+    r = ns.RESOLVERECIPIENTS
+    rctx = command_context("ResolveRecipients", mail, collections, version=(14, 1),
+                           directory=FakeDirectory(people))  # fmt: skip
+    options = E(r, "Options", E(r, "CertificateRetrieval", text=2), E(r, "Picture"))
+    answer = roundtrip(await resolverecipients.handle(rctx, resolve("a4@", "a1@", options=options)))
+    rns = {"r": "ResolveRecipients:"}
+    bob, ann = answer.findall("r:Response/r:Recipient", rns)
+    assert bob.findtext("r:Certificates/r:Status", namespaces=rns) == "1"
+    assert bob.findtext("r:Certificates/r:CertificateCount", namespaces=rns) == "1"
+    cert = bob.findtext("r:Certificates/r:Certificate", namespaces=rns) or ""
+    assert base64.b64decode(cert) == b"0\x82cert"
+    assert ann.findtext("r:Certificates/r:Status", namespaces=rns) == "7"
+    # No MaxPictures: each To gets its photo.
+    assert [x.findtext("r:Picture/r:Status", namespaces=rns) for x in (bob, ann)] == ["1", "1"]
