@@ -15,7 +15,9 @@ Recipients are Type 1 (GAL, 2.2.3.185.1).  What the device may ask for each of t
   Status 7.
 - Picture (14.1+): the directory's jpegPhoto within MaxSize/MaxPictures (per To),
   ``opush.commands.pictures``.
-- Availability: no free/busy source, Status 163 (availability failure, 2.2.2 common statuses).
+- Availability (StartTime..EndTime): MergedFreeBusy from the calendar backend
+  (``runtime.services["availability"]``: CalDAV free/busy in the standalone profile); none
+  or unreadable: Status 163 (availability failure).
 Response Status values (2.2.3.177.14): 1 success, 2 ambiguous (suggestions), 4 not resolved;
 ResolveRecipients Status 5 protocol error (no To, more than 100), 6 server error (the
 directory failed).
@@ -24,12 +26,15 @@ directory failed).
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
+from typing import Any
 
 from lxml.etree import _Element
 
 from opush.backends.ldap import DirectoryEntry, DirectoryUnavailable, directory_for
 from opush.commands.context import CommandContext, CommandResult
 from opush.commands.pictures import Pictures
+from opush.content.calendar import CalendarItemError, parse_date
 from opush.http.errors import EasStatusError
 from opush.log import logger
 from opush.wbxml import E, ns
@@ -83,7 +88,7 @@ def _recipient(
     entry: DirectoryEntry,
     certificates: int,
     max_certificates: int | None,
-    availability: bool,
+    availability: _Element | None,
     pictures: Pictures | None,
 ) -> _Element:
     out = E(
@@ -93,8 +98,8 @@ def _recipient(
         E(R, "DisplayName", text=entry.display_name or entry.email or ""),
         E(R, "EmailAddress", text=entry.email or ""),
     )
-    if availability:
-        out.append(E(R, "Availability", E(R, "Status", text=AVAILABILITY_FAILURE)))
+    if availability is not None:
+        out.append(availability)
     if certificates in (2, 3):
         found = list(entry.certificates) if certificates == 2 else []
         if max_certificates is not None:
@@ -111,6 +116,34 @@ def _recipient(
     return out
 
 
+def _availability_window(el: _Element | None) -> tuple[datetime, datetime] | None:
+    """Options/Availability StartTime and EndTime (MS-ASCMD 2.2.3.16); an unreadable window
+    still asks for availability (answered 163)."""
+    if el is None:
+        return None
+    try:
+        return parse_date(_text(el.find(_q("StartTime")))), parse_date(
+            _text(el.find(_q("EndTime")))
+        )
+    except CalendarItemError:
+        return (datetime.min.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC))
+
+
+async def _availability(
+    ctx: CommandContext, entry: DirectoryEntry, window: tuple[datetime, datetime]
+) -> _Element:
+    """``Availability``: Status 1 with MergedFreeBusy (2.2.3.99) from the calendar backend
+    (``runtime.services["availability"]``), else Status 163."""
+    source: Any = ctx.runtime.services.get("availability")
+    merged = None
+    start, end = window
+    if source is not None and entry.email and end > start:
+        merged = await source.merged(ctx.credentials, entry.email, start, end)
+    if merged is None:
+        return E(R, "Availability", E(R, "Status", text=AVAILABILITY_FAILURE))
+    return E(R, "Availability", E(R, "Status", text=SUCCESS), E(R, "MergedFreeBusy", text=merged))
+
+
 async def handle(ctx: CommandContext, request: _Element | None) -> CommandResult:
     if request is None or request.tag != _q("ResolveRecipients"):
         raise EasStatusError(PROTOCOL_ERROR, message="ResolveRecipients without its root")
@@ -124,7 +157,7 @@ async def handle(ctx: CommandContext, request: _Element | None) -> CommandResult
         if options is not None
         else DEFAULT_MAX_AMBIGUOUS
     )
-    availability = options is not None and options.find(_q("Availability")) is not None
+    window = _availability_window(options.find(_q("Availability")) if options is not None else None)
     picture_el = options.find(_q("Picture")) if options is not None else None
     wants_pictures = picture_el is not None and ctx.version >= (14, 1)
     max_certificates = _int(options.find(_q("MaxCertificates")), -1) if options is not None else -1
@@ -156,7 +189,7 @@ async def handle(ctx: CommandContext, request: _Element | None) -> CommandResult
                     entry,
                     certificates,
                     max_certificates if max_certificates >= 0 else None,
-                    availability,
+                    await _availability(ctx, entry, window) if window is not None else None,
                     pictures,
                 )
             )

@@ -780,3 +780,18 @@ class DavSection:
         "books are found below it). Without it only mail is synchronized.",
         example="http://127.0.0.1:5232/",
     )
+    dav_freebusy_login: str | None = optional_key(
+        "dav.freebusy.login",
+        STRING,
+        "opush addition. Account opush reads other users' calendars with to answer availability "
+        "(ResolveRecipients free/busy): only busy periods reach devices. Without it the asking "
+        "user's own credentials are used (the CalDAV server's rights decide).",
+        example="freebusy@example.org",
+    )
+    dav_freebusy_password: str | None = optional_key(
+        "dav.freebusy.password",
+        STRING,
+        "opush addition. Password of dav.freebusy.login.",
+        secret=True,
+        example="secret",
+    )

@@ -70,6 +70,11 @@ def standalone_backends(config: Config, reactor: Any) -> Backends:
             timeout=config.mail.imap_timeout_in_ms / 1000.0,
         )
         services.update(dav_services(accounts))
+        from opush.backends.dav.freebusy import DavAvailability
+
+        services["availability"] = DavAvailability(
+            accounts, config.dav.dav_freebusy_login, config.dav.dav_freebusy_password
+        )
         closeables.append(accounts)
     return Backends(
         auth=ImapAuth(reactor, settings),

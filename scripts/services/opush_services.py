@@ -680,6 +680,26 @@ class Postgres(Service):
         os.kill(pid, signal.SIGINT)  # "fast" shutdown: roll back open transactions, then exit
 
 
+#: Radicale account that may read every calendar (opush's free/busy, dav.freebusy.login).
+FREEBUSY_READER = f"freebusy@{DOMAIN}"
+#: Radicale rights (first matching section wins): the reader, then owner_only.
+RADICALE_RIGHTS = f"""[freebusy]
+user: {re.escape(FREEBUSY_READER)}
+collection: .*
+permissions: Rr
+
+[owner]
+user: .+
+collection: {{user}}(/.*)?
+permissions: RrWw
+
+[root]
+user: .+
+collection:
+permissions: R
+"""
+
+
 class Radicale(Service):
     name = "radicale"
     ports = (RADICALE_PORT,)
@@ -709,9 +729,11 @@ class Radicale(Service):
         make_dirs(self.dir, self.dir / "collections")
         users = self.users_file
         demo = "".join(f"{demo_address(login)}:{PASSWORD}\n" for login, *_ in DEMO_USERS)
+        demo += f"{FREEBUSY_READER}:{PASSWORD}\n"
         # Keep fresh-* users that tests appended while another session runs; rewrite the rest.
         if not users.exists() or not users.read_text().startswith(demo):
             users.write_text(demo)
+        write_if_changed(self.dir / "rights", RADICALE_RIGHTS)
         write_if_changed(
             self.dir / "config",
             render(
@@ -719,6 +741,7 @@ class Radicale(Service):
                 PORT=RADICALE_PORT,
                 USERS=users,
                 COLLECTIONS=self.dir / "collections",
+                RIGHTS=self.dir / "rights",
             ),
         )
 

@@ -187,8 +187,9 @@ class DavClient:
 
     # ------------------------------------------------------------------ discovery
 
-    async def collections(self) -> list[Collection]:
-        """The user's calendars and address books (PROPFIND Depth 1 on the home)."""
+    async def collections(self, home: str | None = None) -> list[Collection]:
+        """The user's calendars and address books (PROPFIND Depth 1 on the home; ``home``:
+        another user's, for free/busy)."""
         prop = etree.Element(_q(DAV, "propfind"), nsmap={"d": DAV, "c": CALDAV, "cs": CS})
         p = etree.SubElement(prop, _q(DAV, "prop"))
         for ns, tag in (
@@ -200,7 +201,7 @@ class DavClient:
         ):
             etree.SubElement(p, _q(ns, tag))
         try:
-            root = await self._multistatus(b"PROPFIND", self.home, _xml(prop), "1")
+            root = await self._multistatus(b"PROPFIND", home or self.home, _xml(prop), "1")
         except DavError as e:
             if e.status == 404:
                 return []
@@ -236,6 +237,21 @@ class DavClient:
                 )
             )
         return out
+
+    async def free_busy(self, href: str, start: str, end: str) -> str:
+        """RFC 4791 7.10 free-busy-query REPORT on a calendar: its VFREEBUSY (``start``,
+        ``end``: UTC ``YYYYMMDDTHHMMSSZ``)."""
+        query = etree.Element(_q(CALDAV, "free-busy-query"), nsmap={"c": CALDAV})
+        etree.SubElement(query, _q(CALDAV, "time-range"), start=start, end=end)
+        r = await self.request(
+            b"REPORT",
+            href,
+            _xml(query),
+            {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"},
+        )
+        if r.status != 200:
+            raise DavError(r.status, f"free-busy-query {href}")
+        return r.body.decode("utf-8", "replace")
 
     async def make_collection(
         self, name: str, kind: str, display_name: str, components: Sequence[str] = ("VEVENT",)

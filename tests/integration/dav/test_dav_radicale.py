@@ -360,3 +360,42 @@ async def test_folders_created_renamed_deleted_from_the_device(
     assert [f.display_name for f in await books.list_folders()] == ["Contacts"]
     with pytest.raises(FolderNotFound):
         await books.delete(team)
+
+
+@pytest_twisted.ensureDeferred
+async def test_availability_from_free_busy(radicale: LocalServices, fresh_dav_user: str) -> None:
+    """ResolveRecipients availability (MS-ASCMD 2.2.3.99 MergedFreeBusy) from an RFC 4791
+    free-busy-query, read as the free/busy account (dav.freebusy.login): busy and tentative
+    half-hours, free elsewhere; nobody readable: None (Status 163)."""
+    from datetime import UTC, datetime
+
+    from opush.backends.dav import DavAccounts
+    from opush.backends.dav.freebusy import DavAvailability
+
+    accounts = DavAccounts(reactor, radicale.radicale_url)
+    owner = DavClient(reactor, radicale.radicale_url, fresh_dav_user, PASSWORD)
+    await owner.make_collection("calendar", "calendar", "Calendar")
+    for name, start, end, extra in (
+        ("a", "20261201T090000Z", "20261201T100000Z", ""),
+        ("b", "20261201T110000Z", "20261201T113000Z", "STATUS:TENTATIVE\r\n"),
+    ):
+        event = (
+            f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:fb-{name}\r\n"
+            f"DTSTAMP:20261101T000000Z\r\nDTSTART:{start}\r\nDTEND:{end}\r\n{extra}"
+            "SUMMARY:private\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+        status, _ = http(radicale, fresh_dav_user, "PUT", f"/{fresh_dav_user}/calendar/{name}.ics",
+                         event.encode(), {"Content-Type": "text/calendar"})  # fmt: skip
+        assert status in (200, 201)
+    reader = DavAvailability(accounts, "freebusy@example.org", PASSWORD)
+    start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    end = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    merged = await reader.merged(credentials("alice@example.org"), fresh_dav_user, start, end)
+    # 08:00 08:30 | 09:00 09:30 busy | 10:00 10:30 free | 11:00 tentative | 11:30 free
+    assert merged == "00220010"
+    # Alice's own rights (owner_only) cannot read it: no data, not an error.
+    as_alice = DavAvailability(accounts)
+    assert (
+        await as_alice.merged(credentials("alice@example.org"), fresh_dav_user, start, end) is None
+    )
+    await accounts.close()

@@ -527,3 +527,36 @@ async def test_gal_pictures_and_certificates(mail: FakeMail, collections: FakeCo
     assert ann.findtext("r:Certificates/r:Status", namespaces=rns) == "7"
     # No MaxPictures: each To gets its photo.
     assert [x.findtext("r:Picture/r:Status", namespaces=rns) for x in (bob, ann)] == ["1", "1"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_resolve_recipients_availability(
+    mail: FakeMail, collections: FakeCollections
+) -> None:
+    """Availability: MergedFreeBusy from runtime.services["availability"], Status 163 when it
+    has nothing for the recipient (MS-ASCMD 2.2.3.16, 2.2.3.99)."""
+    from opush.commands import resolverecipients
+
+    asked: list[tuple[str, Any, Any]] = []
+
+    class Availability:
+        async def merged(self, credentials: Any, address: str, start: Any, end: Any) -> str | None:
+            asked.append((address, start, end))
+            return "0220" if address == "a1@example.org" else None
+
+    r = ns.RESOLVERECIPIENTS
+    people = [DirectoryEntry("a1@example.org", "Ann"), DirectoryEntry("a2@example.org", "Ben")]
+    ctx = command_context("ResolveRecipients", mail, collections, version=(14, 1),
+                          directory=FakeDirectory(people))  # fmt: skip
+    ctx.runtime.services["availability"] = Availability()
+    window = E(r, "Availability", E(r, "StartTime", text="2026-12-01T08:00:00.000Z"),
+               E(r, "EndTime", text="2026-12-01T10:00:00.000Z"))  # fmt: skip
+    answer = roundtrip(
+        await resolverecipients.handle(ctx, resolve("a1@", "a2@", options=E(r, "Options", window)))
+    )
+    rns = {"r": "ResolveRecipients:"}
+    ann, ben = answer.findall("r:Response/r:Recipient", rns)
+    assert ann.findtext("r:Availability/r:Status", namespaces=rns) == "1"
+    assert ann.findtext("r:Availability/r:MergedFreeBusy", namespaces=rns) == "0220"
+    assert ben.findtext("r:Availability/r:Status", namespaces=rns) == "163"
+    assert asked[0][0] == "a1@example.org" and asked[0][1].hour == 8 and asked[0][2].hour == 10
