@@ -54,6 +54,7 @@ from opush.storage.interfaces import (
     SyncState,
     WipeState,
     never_expires,
+    valid_collection_id,
     wipe_acknowledged,
 )
 
@@ -687,6 +688,8 @@ class CassandraStore:
     async def get_collection(
         self, user: str, device_id: str, collection_id: int
     ) -> Collection | None:
+        if not valid_collection_id(collection_id):
+            return None
         rows = await self._q("collection_get", user, device_id, collection_id)
         return Collection(collection_id, _folder_ref(rows[0])) if rows else None
 
@@ -740,6 +743,8 @@ class CassandraStore:
     async def get_sync_state(
         self, user: str, device_id: str, collection_id: int, sync_key: str
     ) -> SyncState | None:
+        if not valid_collection_id(collection_id):
+            return None
         rows = await self._q("state_get", user, device_id, collection_id, sync_key)
         return _state(rows[0]) if rows else None
 
@@ -747,6 +752,8 @@ class CassandraStore:
     async def current_sync_state(
         self, user: str, device_id: str, collection_id: int
     ) -> SyncState | None:
+        if not valid_collection_id(collection_id):
+            return None
         rows = await self._q("state_list", user, device_id, collection_id)
         current = [r for r in rows if r.get("current")]
         return _state(current[0]) if current else None
@@ -797,6 +804,8 @@ class CassandraStore:
     async def get_mapping(
         self, user: str, device_id: str, collection_id: int, kind: MappingKind, key: str
     ) -> str | None:
+        if not valid_collection_id(collection_id):
+            return None
         rows = await self._q("mapping_get", user, device_id, collection_id, kind.value, key)
         return str(rows[0]["map_value"]) if rows else None
 

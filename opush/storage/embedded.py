@@ -46,6 +46,7 @@ from opush.storage.interfaces import (
     SyncState,
     WipeState,
     never_expires,
+    valid_collection_id,
     wipe_acknowledged,
 )
 
@@ -396,6 +397,8 @@ class EmbeddedStore:
     def get_collection(
         self, user: str, device_id: str, collection_id: int
     ) -> Deferred[Collection | None]:
+        if not valid_collection_id(collection_id):
+            return succeed(None)
         now = self._now()
 
         def work(conn: _Conn) -> Collection | None:
@@ -495,6 +498,8 @@ class EmbeddedStore:
     def get_sync_state(
         self, user: str, device_id: str, collection_id: int, sync_key: str
     ) -> Deferred[SyncState | None]:
+        if not valid_collection_id(collection_id):
+            return succeed(None)
         now = self._now()
 
         def work(conn: _Conn) -> SyncState | None:
@@ -510,6 +515,8 @@ class EmbeddedStore:
     def current_sync_state(
         self, user: str, device_id: str, collection_id: int
     ) -> Deferred[SyncState | None]:
+        if not valid_collection_id(collection_id):
+            return succeed(None)
         now = self._now()
 
         def work(conn: _Conn) -> SyncState | None:
@@ -562,6 +569,8 @@ class EmbeddedStore:
     def get_mapping(
         self, user: str, device_id: str, collection_id: int, kind: MappingKind, key: str
     ) -> Deferred[str | None]:
+        if not valid_collection_id(collection_id):
+            return succeed(None)
         now = self._now()
 
         def work(conn: _Conn) -> str | None:

@@ -233,6 +233,15 @@ class DeviceRegistry(Protocol):
 # ------------------------------------------------------------------------------------ sync state
 
 
+#: Largest collection id a store holds (Cassandra ``int``); devices may send anything in a
+#: CollectionId, and a number beyond it names no collection (never an overflow error).
+MAX_COLLECTION_ID = 2**31 - 1
+
+
+def valid_collection_id(collection_id: int) -> bool:
+    return 0 <= collection_id <= MAX_COLLECTION_ID
+
+
 class FolderKind(enum.Enum):
     """Which backend a collection lives in."""
 

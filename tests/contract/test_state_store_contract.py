@@ -59,6 +59,19 @@ async def test_collection_lookup_both_ways(backend: Backend) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_out_of_range_collection_ids_name_nothing(backend: Backend) -> None:
+    """Devices send any digits as a CollectionId: beyond what a store can hold (SQLite 64-bit,
+    Cassandra int) it is an unknown collection, never an overflow error."""
+    s, alice = backend.store, backend.user("alice")
+    await s.allocate_collection(alice, DEV, INBOX)
+    for cid in (2**31, 2**63, 10**20, -1):
+        assert await s.get_collection(alice, DEV, cid) is None
+        assert await s.get_sync_state(alice, DEV, cid, "k") is None
+        assert await s.current_sync_state(alice, DEV, cid) is None
+        assert await s.get_mapping(alice, DEV, cid, MappingKind.CLIENT_ID, "c") is None
+
+
+@pytest_twisted.ensureDeferred
 async def test_same_backend_id_in_two_kinds_gets_two_ids(backend: Backend) -> None:
     s, alice = backend.store, backend.user("alice")
     a = await s.allocate_collection(alice, DEV, FolderRef(FolderKind.CALENDAR, "x", "x", 8))
