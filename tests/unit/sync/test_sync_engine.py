@@ -540,3 +540,28 @@ def test_draft_send_files_it_in_sent_and_tells_the_device() -> None:
         "Delete"
     ) == [child_text(resp, "ServerId")]
     assert len(rig.mail.folder("Sent").messages) == 2
+
+
+def test_a_draft_whose_send_fails_stays_a_draft() -> None:
+    """SMTP refusing the mail: the draft stays in Drafts (that is how the user sees it was not
+    sent) and the device is not told it left."""
+
+    class Failing(_Outbox):
+        async def send(self, message: bytes) -> None:
+            raise OSError("SMTP down")
+
+    mail = FakeMailStore()
+    mail.folder("Sent")
+    rig = Rig(mail, folder="Drafts", drafts=True, version=(16, 1), outbox=Failing())
+    rig.mail.folder("Drafts")
+    b = ns.AIRSYNCBASE
+    data = E(A, "ApplicationData", E(ns.EMAIL, "To", text="bob@example.org"),
+             E(ns.EMAIL, "Subject", text="later"), E(b, "Body", E(b, "Type", text=1),
+                                                    E(b, "Data", text="text")))  # fmt: skip
+    k = key_of(rig.sync(key_of(rig.sync("0"))))
+    out = rig.sync(k, commands=[ClientCommand("Add", client_id="c1", data=data, send=True)])
+    assert child_text(answer(out).responses()[0], "Status") == "1"
+    assert len(rig.mail.folder("Drafts").messages) == 1
+    assert rig.mail.folder("Sent").messages == {}
+    assert answer(out).server_ids("Delete") == []
+    assert answer(rig.sync(key_of(out))).server_ids("Delete") == []
