@@ -116,7 +116,7 @@ async def folder_session(
         raise EasStatusError(MALFORMED, message="bad SyncKey")
     user, device_id = ctx.device.user, ctx.device.device_id
     hierarchy = Hierarchy(
-        ctx.runtime.state, user, device_id, sources_for(ctx.runtime, ctx.credentials)
+        ctx.runtime.state, user, device_id, sources_for(ctx.runtime, ctx.credentials, ctx.version)
     )
     digest = _digest(ctx, command)
     try:

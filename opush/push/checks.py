@@ -122,12 +122,14 @@ class _CachedSource:
 async def hierarchy_changed(ctx: CommandContext, hub: Any = None) -> bool:
     """``opush.sync.hierarchy``'s answer (the device's last FolderSync state against the
     backends' listing), the listing shared per user while push watches that user."""
-    from opush.sync.hierarchy import Hierarchy, close_sources, sources_for
+    from opush.sync.hierarchy import Hierarchy, close_sources, for_version, sources_for
 
     user = ctx.device.user
     sources: list[Any] = sources_for(ctx.runtime, ctx.credentials)
     if hub is not None:
+        # The hub's listing is shared by the user's devices: filter after it, per version.
         sources = [_CachedSource(s, hub, user) for s in sources]
+    sources = for_version(sources, ctx.version)
     hierarchy = Hierarchy(ctx.runtime.state, user, ctx.device.device_id, sources)
     try:
         return bool(await hierarchy.changed_since())

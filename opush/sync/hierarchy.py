@@ -135,11 +135,58 @@ def _mail_source(runtime: Any, credentials: Credentials) -> FolderSource | None:
 SOURCE_FACTORIES: list[SourceFactory] = [_mail_source]
 
 
-def sources_for(runtime: Any, credentials: Credentials) -> list[FolderSource]:
+def sources_for(
+    runtime: Any, credentials: Credentials, version: tuple[int, int] | None = None
+) -> list[FolderSource]:
+    """The request's folder sources; with the device's ``version``, folders of a class that
+    version lacks are left out (Notes, MS-ASNOTE: 14.0+)."""
     # Profiles add theirs as runtime.services["folder_sources"] (obm: calendar, contacts).
     extra = getattr(runtime, "services", {}).get("folder_sources") or []
     factories = [*SOURCE_FACTORIES, *extra]
-    return [s for f in factories if (s := f(runtime, credentials)) is not None]
+    sources = [s for f in factories if (s := f(runtime, credentials)) is not None]
+    return for_version(sources, version)
+
+
+def for_version(sources: list[Any], version: tuple[int, int] | None) -> list[Any]:
+    """``sources`` as a device of ``version`` sees them (no Notes folder before 14.0)."""
+    if version is not None and version < (14, 0):
+        return [_Without(s, frozenset({int(FolderType.NOTES)})) for s in sources]
+    return sources
+
+
+class _Without:
+    """A folder source whose listing leaves out some folder types."""
+
+    def __init__(self, source: FolderSource, hidden: frozenset[int]) -> None:
+        self.inner = source
+        self.hidden = hidden
+
+    @property
+    def kind(self) -> FolderKind:
+        return self.inner.kind
+
+    @property
+    def creatable_types(self) -> frozenset[int]:
+        return self.inner.creatable_types - self.hidden
+
+    async def list_folders(self) -> list[FolderRef]:
+        return [r for r in await self.inner.list_folders() if r.folder_type not in self.hidden]
+
+    async def create(self, parent: FolderRef | None, name: str, folder_type: int) -> FolderRef:
+        return await self.inner.create(parent, name, folder_type)
+
+    async def rename(
+        self, folder: FolderRef, parent: FolderRef | None, name: str
+    ) -> Mapping[str, str]:
+        return await self.inner.rename(folder, parent, name)
+
+    async def delete(self, folder: FolderRef) -> list[str]:
+        return await self.inner.delete(folder)
+
+    async def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            await close()
 
 
 # ------------------------------------------------------------------------------ snapshots

@@ -194,7 +194,9 @@ def test_libwbxml_encoded_requests(
     root = folder_sync(c, "0", version)
     assert status(root) == 1
     ids = mapping_of(libwbxml_changes(root))
-    assert set(ids) == {"Inbox", "Drafts", "Trash", "Sent", "Notes"}
+    # The Notes folder (MS-ASNOTE) exists from 14.0 on.
+    notes = {"Notes"} if version >= "14" else set()
+    assert set(ids) == {"Inbox", "Drafts", "Trash", "Sent", *notes}
     key = libwbxml_text(root, "SyncKey") or ""
 
     def create(key: str, parent: str, name: str) -> _Element:
