@@ -47,9 +47,10 @@ def thread_of(headers: HeaderView) -> Thread:
 
 
 class ThreadIndex:
-    """ConversationId -> Thread of the most recent ``size`` conversations seen."""
+    """ConversationId -> Thread of the most recent ``size`` conversations seen (a few MB;
+    older ones are found again among recent mail)."""
 
-    def __init__(self, size: int = 100_000) -> None:
+    def __init__(self, size: int = 20_000) -> None:
         self.size = size
         self._threads: OrderedDict[bytes, Thread] = OrderedDict()
 
