@@ -57,18 +57,15 @@ def certificate_bytes(el: _Element) -> bytes:
 
     MS-ASCMD 2.2.3.19.1: the certificate is base64 text; some clients send it as OPAQUE,
     either still base64 or as raw DER, so all three are accepted."""
-    data = opaque(el).strip()
-    if data.startswith(b"0") or data.startswith(b"-----BEGIN"):
-        # raw DER begins with 0x30 (SEQUENCE), which is also ASCII "0": try base64 first
-        try:
-            decoded = base64.b64decode(b"".join(data.split()), validate=True)
-        except (binascii.Error, ValueError):
-            return data
-        return decoded if decoded[:1] == b"\x30" else data
+    data = opaque(el)
+    text = data.strip()
+    if text.startswith(b"-----BEGIN"):
+        return text  # PEM
     try:
-        return base64.b64decode(b"".join(data.split()), validate=True)
+        decoded = base64.b64decode(b"".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
-        return data
+        return data  # raw DER (never stripped: its last bytes may be whitespace values)
+    return decoded if decoded[:1] == b"\x30" else data
 
 
 def _answer(status: int, statuses: list[int] | None = None) -> CommandResult:

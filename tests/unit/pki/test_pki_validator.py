@@ -266,6 +266,11 @@ def test_certificate_element_forms(ca: Authority) -> None:
     set_opaque(opaque_b64, base64.b64encode(raw))
     for el in (text, wrapped, opaque_der, opaque_b64):
         assert certificate_bytes(el) == raw
+    # Raw DER is never stripped: its last byte may well be a whitespace value (0x0c, 0x20).
+    for tail in (b"\x0c", b" ", b"\n", b"\t"):
+        ending = E(ns.VALIDATECERT, "Certificate")
+        set_opaque(ending, raw + tail)
+        assert certificate_bytes(ending) == raw + tail
 
 
 def test_every_verdict_has_a_status() -> None:
