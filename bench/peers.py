@@ -8,7 +8,9 @@ Then a no-change Sync (median of 30) on each server.
 
 SOGo must be set up first: ``bench/peers-setup-sogo`` (Debian packages, not part of CI); the
 bench says so and skips it when it does not answer.  Z-Push is not in Debian: set
-OPUSH_BENCH_ZPUSH_URL to a running one's EAS URL (set up by hand) to measure it too.
+OPUSH_BENCH_ZPUSH_URL to a running one's EAS URL (set up by hand) to measure it too; it was
+measured once as Z-Hub/Z-Push 2.7.1 (git) with BackendIMAP on the same Dovecot (1143, folder
+names configured), served by ``php -S`` (PHP 8.2, as www-data) on 127.0.0.1:8083.
 Run from the repository root: ``.venv/bin/python bench/peers.py [--quick]``.
 """
 
