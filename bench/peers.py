@@ -52,6 +52,10 @@ class PeerDevice:
         self.policy_key = "0"
         # A new device each time: a server keeps per-device state between rounds.
         self.device_id = "PEER" + uuid.uuid4().hex[:12].upper()
+        self.inbox_id: str | None = None
+        #: ServerIds received (each message exactly once), bodies beyond TruncationSize.
+        self.seen: set[str] = set()
+        self.untruncated = 0
 
     def post(self, command: str, tree: Any) -> bytes:
         from opush.wbxml import encode
@@ -61,7 +65,7 @@ class PeerDevice:
             params={
                 "Cmd": command,
                 "User": self.user,
-                "DeviceId": "PEERBENCH1",
+                "DeviceId": self.device_id,
                 "DeviceType": "Bench",
             },
             data=encode(tree, "14.1"),
@@ -102,7 +106,15 @@ class PeerDevice:
         assert c is not None, content[:200]
         status = c.findtext(f"{{{A}}}Status")
         assert status == "1", status
-        adds = len(c.findall(f"{{{A}}}Commands/{{{A}}}Add"))
+        add_els = c.findall(f"{{{A}}}Commands/{{{A}}}Add")
+        for add in add_els:
+            sid = add.findtext(f"{{{A}}}ServerId") or ""
+            assert sid not in self.seen, f"{sid} sent twice"
+            self.seen.add(sid)
+            data = add.findtext(f"{{{A}}}ApplicationData/{{{B}}}Body/{{{B}}}Data") or ""
+            if len(data.encode("utf-8")) > 500:
+                self.untruncated += 1
+        adds = len(add_els)
         return (
             c.findtext(f"{{{A}}}SyncKey") or "",
             adds,
@@ -130,19 +142,21 @@ def measure(name: str, make: Any, cid: Any, count: int) -> dict[str, Any] | None
         dev.decoding = 0.0
         start = time.perf_counter()
         try:
-            key, total, rounds = full_sync(dev, cid() if callable(cid) else cid)
+            key, total, rounds = full_sync(dev, getattr(dev, "inbox_id", cid))
         except OSError as e:  # requests' ConnectionError is an OSError
             print(f"  {name}: round failed: {e}", flush=True)
             continue
         wall = time.perf_counter() - start
         if total != count:
             print(f"  {name}: received {total} of {count} messages", flush=True)
+        if getattr(dev, "untruncated", 0):
+            print(f"  {name}: {dev.untruncated} bodies beyond TruncationSize 500", flush=True)
         runs.append((wall, dev.decoding, rounds, total))
     if not runs:
         return None
     wall, decode, rounds, total = min(runs)
     times = []
-    c = cid() if callable(cid) else cid
+    c = getattr(dev, "inbox_id", cid)
     for _ in range(30):
         start = time.perf_counter()
         try:
@@ -203,13 +217,15 @@ def main() -> int:
                 env={**os.environ, "PGPASSWORD": "sogo"}, check=True,
             )  # fmt: skip
             sogo_inbox = PeerDevice(SOGO_URL, user).inbox()
-            results["SOGo 5.8"] = measure("SOGo", lambda: _sogo_device(user), sogo_inbox, count)
+            results["SOGo 5.8"] = measure(
+                "SOGo", lambda: _peer_device(SOGO_URL, user), sogo_inbox, count
+            )
         else:
             print("SOGo: not set up (bench/peers-setup-sogo): skipped")
         zpush = os.environ.get("OPUSH_BENCH_ZPUSH_URL")
         if zpush:
             inbox = PeerDevice(zpush, user).inbox()
-            results["Z-Push"] = measure("Z-Push", lambda: PeerDevice(zpush, user), inbox, count)
+            results["Z-Push"] = measure("Z-Push", lambda: _peer_device(zpush, user), inbox, count)
         else:
             print("Z-Push: OPUSH_BENCH_ZPUSH_URL not set: skipped")
 
@@ -229,6 +245,11 @@ def main() -> int:
         if child is not None:
             child.terminate()
             child.wait(10)
+        subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", "5433", "-U", "sogo", "sogo", "-qc",
+             f"DELETE FROM sogo_users WHERE c_uid = '{user}'"],
+            env={**os.environ, "PGPASSWORD": "sogo"}, check=False, capture_output=True,
+        )  # fmt: skip
         try:
             services.remove_mailbox(user)
         except Exception as e:
@@ -237,9 +258,9 @@ def main() -> int:
     return 0
 
 
-def _sogo_device(user: str) -> PeerDevice:
-    dev = PeerDevice(SOGO_URL, user)
-    dev.inbox()  # a device FolderSyncs before it Syncs
+def _peer_device(url: str, user: str) -> PeerDevice:
+    dev = PeerDevice(url, user)
+    dev.inbox_id = dev.inbox()  # a (new) device FolderSyncs first; ids may be per device
     return dev
 
 
